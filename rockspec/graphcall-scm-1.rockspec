@@ -1,0 +1,38 @@
+rockspec_format = "3.0"
+package = "graphcall"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/graphcall.git",
+}
+description = {
+  summary = "Place and control Microsoft Graph calls (Teams calling bots) from Lua 5.4",
+  detailed = [[
+    A Lua 5.4 library in C with a thin Lua layer: builds Graph create-call and
+    join-meeting requests, parses the notifications Graph sends back, and
+    (with libcurl) talks to Graph's calling service.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+  "lua-cjson >= 2.1.0",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["graphcall.core"] = {
+      sources = { "src/core.c", "src/joinlink.c", "src/notification.c", "src/request.c", "src/util.c" },
+      defines = { "_DEFAULT_SOURCE" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl" },
+    },
+    ["graphcall"] = "lua/graphcall/init.lua",
+    ["graphcall.client"] = "lua/graphcall/client.lua",
+  },
+}
+test_dependencies = { "busted" }
+test = { type = "busted" }

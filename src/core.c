@@ -1,0 +1,80 @@
+/* graphcall.core: the C half of graphcall. The Lua layer (lua/graphcall)
+ * is the public API; this module gives it the userdata types. */
+#include <curl/curl.h>
+
+#include "graphcall.h"
+
+/* The module's private lua-cjson instance, configured for untrusted input:
+ * bounded depth, no NaN/Infinity/hex numbers. Other users of cjson keep
+ * their own settings. */
+static void push_state(lua_State *L)
+{
+	int inst;
+
+	lua_createtable(L, 0, 3);
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "cjson.safe");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "new");
+	lua_call(L, 0, 1);
+	inst = lua_gettop(L);
+
+	lua_getfield(L, inst, "decode_max_depth");
+	lua_pushinteger(L, GC_NOTIFY_MAX_DEPTH);
+	lua_call(L, 1, 0);
+	lua_getfield(L, inst, "encode_max_depth");
+	lua_pushinteger(L, GC_SPEC_MAX_DEPTH + 8);
+	lua_call(L, 1, 0);
+	lua_getfield(L, inst, "decode_invalid_numbers");
+	lua_pushboolean(L, 0);
+	lua_call(L, 1, 0);
+	lua_getfield(L, inst, "encode_invalid_numbers");
+	lua_pushboolean(L, 0);
+	lua_call(L, 1, 0);
+	lua_getfield(L, inst, "encode_number_precision");
+	lua_pushinteger(L, 14);
+	lua_call(L, 1, 0);
+
+	lua_getfield(L, inst, "encode");
+	lua_setfield(L, inst - 2, "encode");
+	lua_getfield(L, inst, "decode");
+	lua_setfield(L, inst - 2, "decode");
+	lua_getfield(L, inst, "null");
+	lua_setfield(L, inst - 2, "null");
+	lua_settop(L, inst - 2);
+}
+
+GC_EXPORT int luaopen_graphcall_core(lua_State *L)
+{
+	static int curl_ready;
+	static const luaL_Reg funcs[] = {
+		{ "build_request", gc_l_build_request },
+		{ "check_url", gc_l_check_url },
+		{ "parse_notifications", gc_l_parse_notifications },
+		{ "parse_join_url", gc_l_parse_join_url },
+		{ "new_error", gc_l_new_error },
+		{ NULL, NULL }
+	};
+
+	/* Not thread-safe before libcurl 7.84; Lua states load modules from
+	 * one thread in practice. Never cleaned up: other states may use it. */
+	if (!curl_ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return luaL_error(L, "graphcall.core: curl_global_init failed");
+		curl_ready = 1;
+	}
+	gc_open_util(L);
+	gc_open_request(L);
+	gc_open_notification(L);
+
+	luaL_newlibtable(L, funcs);
+	push_state(L);
+	lua_getfield(L, -1, "null");
+	lua_setfield(L, -3, "null");
+	luaL_setfuncs(L, funcs, 1);
+	lua_pushliteral(L, GC_VERSION);
+	lua_setfield(L, -2, "_VERSION");
+	lua_pushstring(L, curl_version());
+	lua_setfield(L, -2, "curl_version");
+	return 1;
+}

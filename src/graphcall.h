@@ -1,0 +1,84 @@
+/* graphcall.core: internal declarations shared by the C files.
+ *
+ * Only luaopen_graphcall_core is exported (see GC_EXPORT); everything else is
+ * built with -fvisibility=hidden. */
+#ifndef GRAPHCALL_H
+#define GRAPHCALL_H
+
+#include <stddef.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#define GC_EXPORT __attribute__((visibility("default")))
+
+#define GC_VERSION "0.1.0"
+
+/* Metatable names: one per type, visible to users through __name. */
+#define GC_REQUEST_MT "graphcall.request"
+#define GC_NOTIFICATIONS_MT "graphcall.notifications"
+#define GC_NOTIFICATION_MT "graphcall.notification"
+#define GC_ERROR_MT "graphcall.error"
+
+/* Limits of the notification parser (documented in the README). */
+#define GC_NOTIFY_MAX_BYTES_DEFAULT (1024 * 1024)
+#define GC_NOTIFY_MAX_DEPTH 32
+#define GC_NOTIFY_MAX_ITEMS 1000
+
+/* Limits of request construction. */
+#define GC_SPEC_MAX_DEPTH 16
+#define GC_URL_MAX 8192
+
+/* Every module function gets the module state table as upvalue 1; it holds
+ * the private lua-cjson instance ("encode", "decode") and the "null"
+ * sentinel. */
+#define GC_STATE lua_upvalueindex(1)
+
+/* --- util.c ------------------------------------------------------------- */
+
+/* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF); otherwise 0 and *bad is the offset of the first
+ * bad byte. */
+int gc_utf8_valid(const char *s, size_t len, size_t *bad);
+
+/* Push a graphcall.error table {kind=..., message=...}. */
+void gc_push_error(lua_State *L, const char *kind, const char *fmt, ...);
+
+/* Return nil, err (two results) for a runtime failure. */
+int gc_fail(lua_State *L, const char *kind, const char *fmt, ...);
+
+/* Call the cjson instance's function `name` ("encode"/"decode") on the value
+ * at the top of the stack (popped). Pushes the result and returns 1, or
+ * pushes the cjson error message and returns 0. Never raises for bad data. */
+int gc_json_call(lua_State *L, const char *name);
+
+/* Raise "<where>: unknown key '<k>'" when the table at idx has a key that is
+ * not in the NULL-terminated list. */
+void gc_check_keys(lua_State *L, int idx, const char *where,
+                   const char *const allowed[]);
+
+/* 1 when the table at idx is a non-empty sequence 1..n with no other keys;
+ * *n receives its length. */
+int gc_is_array(lua_State *L, int idx, lua_Integer *n);
+
+/* Join-link parsing, shared by request construction and the module. Parses
+ * a Teams join URL; on success pushes a table in the spec vocabulary
+ * ({chat_info=..., organizer=..., tenant=...} or {meeting_id=..., passcode=...})
+ * and returns 1; on failure pushes an error message string and returns 0. */
+int gc_parse_join_url(lua_State *L, const char *url);
+
+/* --- module registration -------------------------------------------------- */
+
+GC_EXPORT int luaopen_graphcall_core(lua_State *L);
+
+void gc_open_util(lua_State *L);
+void gc_open_request(lua_State *L);
+void gc_open_notification(lua_State *L);
+
+int gc_l_build_request(lua_State *L);
+int gc_l_check_url(lua_State *L);
+int gc_l_parse_notifications(lua_State *L);
+int gc_l_parse_join_url(lua_State *L);
+int gc_l_new_error(lua_State *L);
+
+#endif

@@ -1,0 +1,818 @@
+/* Request construction: a call or join spec (Lua table, snake_case) becomes a
+ * graphcall.request userdata holding method, url, path and the JSON body of
+ * a Graph `call`.
+ *
+ * Everything is validated before anything could be sent; a bad spec raises
+ * an error that names the field ("targets[2].id: required"). The body is
+ * built as a Lua table and encoded by the module's private lua-cjson
+ * instance, so no C heap memory is live when an error is raised. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "graphcall.h"
+
+#define FIELD_MAX 160
+
+enum { UV_URL = 1, UV_PATH, UV_BODY, UV_KIND, UV_COUNT = UV_KIND };
+
+typedef struct {
+	const char *method;
+} gc_request;
+
+/* The spec being built, and where the pieces sit on the Lua stack. */
+typedef struct {
+	lua_State *L;
+	int config;      /* client config table */
+	int spec;        /* the caller's spec table */
+	int body;        /* the body table being filled */
+	const char *app_id;
+} builder;
+
+/* Format a field path for error messages; very deep paths end in "...". */
+static const char *path_printf(char *buf, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, FIELD_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= FIELD_MAX)
+		memcpy(buf + FIELD_MAX - 4, "...", 4);
+	return buf;
+}
+
+/* "where.key", or "key" at the top level. */
+static const char *field(char *buf, const char *where, const char *key)
+{
+	return where[0] ? path_printf(buf, "%s.%s", where, key)
+	                : path_printf(buf, "%s", key);
+}
+
+/* Reject strings that cannot travel in a Graph body or a header. */
+static void check_text(lua_State *L, int idx, const char *name)
+{
+	size_t len, bad;
+	const char *s = lua_tolstring(L, idx, &len);
+
+	if (!gc_utf8_valid(s, len, &bad))
+		luaL_error(L, "%s: invalid UTF-8 at byte %d", name, (int)bad + 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\r' || c == '\n')
+			luaL_error(L, "%s: contains CR/LF", name);
+		if (c < 0x20 && c != '\t')
+			luaL_error(L, "%s: contains control character 0x%02x", name, (int)c);
+	}
+}
+
+/* Raw-get t[key]; NULL when absent. Strings stay alive through the table. */
+static const char *opt_string(lua_State *L, int t, const char *where,
+                              const char *key, int required)
+{
+	char buf[FIELD_MAX];
+	const char *s;
+	int type = lua_getfield(L, t, key);
+
+	if (type == LUA_TNIL) {
+		lua_pop(L, 1);
+		if (required)
+			luaL_error(L, "%s: required", field(buf, where, key));
+		return NULL;
+	}
+	if (type != LUA_TSTRING)
+		luaL_error(L, "%s: expected string, got %s", field(buf, where, key),
+		           lua_typename(L, type));
+	check_text(L, -1, field(buf, where, key));
+	if (lua_rawlen(L, -1) == 0)
+		luaL_error(L, "%s: must not be empty", field(buf, where, key));
+	s = lua_tostring(L, -1);
+	lua_pop(L, 1);
+	return s;
+}
+
+/* Pushes t[key] when it is a table and returns its index; 0 when absent. */
+static int opt_table(lua_State *L, int t, const char *where, const char *key)
+{
+	char buf[FIELD_MAX];
+	int type = lua_getfield(L, t, key);
+
+	if (type == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (type != LUA_TTABLE)
+		luaL_error(L, "%s: expected table, got %s", field(buf, where, key),
+		           lua_typename(L, type));
+	return lua_gettop(L);
+}
+
+/* -1 when absent, else 0/1. */
+static int opt_boolean(lua_State *L, int t, const char *where, const char *key)
+{
+	char buf[FIELD_MAX];
+	int type = lua_getfield(L, t, key);
+	int v = lua_toboolean(L, -1);
+
+	lua_pop(L, 1);
+	if (type == LUA_TNIL)
+		return -1;
+	if (type != LUA_TBOOLEAN)
+		luaL_error(L, "%s: expected boolean, got %s", field(buf, where, key),
+		           lua_typename(L, type));
+	return v;
+}
+
+static void set_string(lua_State *L, int t, const char *key, const char *v)
+{
+	if (v) {
+		lua_pushstring(L, v);
+		lua_setfield(L, t, key);
+	}
+}
+
+static void set_odata_type(lua_State *L, int t, const char *type)
+{
+	lua_pushstring(L, type);
+	lua_setfield(L, t, "@odata.type");
+}
+
+/* https, or http on loopback (the local emulator); NULL when acceptable,
+ * else the reason. */
+static const char *url_problem(const char *url)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL, *user = NULL;
+	const char *reason = NULL;
+
+	if (strlen(url) > GC_URL_MAX)
+		return "longer than 8192 bytes";
+	u = curl_url();
+	if (!u)
+		return "out of memory";
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		reason = "not a valid absolute URL";
+		goto done;
+	}
+	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	curl_url_get(u, CURLUPART_HOST, &host, 0);
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+		reason = "must not carry credentials";
+		goto done;
+	}
+	if (!host || !host[0]) {
+		reason = "has no host";
+	} else if (scheme && strcmp(scheme, "https") == 0) {
+		reason = NULL;
+	} else if (scheme && strcmp(scheme, "http") == 0 &&
+	           (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+	            strcmp(host, "[::1]") == 0)) {
+		reason = NULL; /* loopback: the local emulator and its callbacks */
+	} else {
+		reason = "must be an https URL (http is accepted only on loopback)";
+	}
+done:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_url_cleanup(u);
+	return reason;
+}
+
+static void check_url(lua_State *L, const char *url, const char *name)
+{
+	const char *reason = url_problem(url);
+
+	if (reason)
+		luaL_error(L, "%s: %s", name, reason);
+}
+
+/* core.check_url(url, name): raise unless url is acceptable for name. */
+int gc_l_check_url(lua_State *L)
+{
+	const char *url = luaL_checkstring(L, 1);
+	const char *name = luaL_optstring(L, 2, "url");
+
+	check_text(L, 1, name);
+	check_url(L, url, name);
+	return 0;
+}
+
+/* --- identities ------------------------------------------------------------ */
+
+static const char *const identity_keys[] = {
+	"type", "id", "name", "tenant", "identity_provider", NULL
+};
+static const char *const target_keys[] = {
+	"type", "id", "name", "tenant", "identity_provider", "replaces_call_id", NULL
+};
+
+static void check_phone(lua_State *L, const char *id, const char *where)
+{
+	size_t n = strlen(id);
+	int ok = n >= 2 && n <= 16 && id[0] == '+';
+
+	for (size_t i = 1; ok && i < n; i++)
+		ok = id[i] >= '0' && id[i] <= '9';
+	if (!ok)
+		luaL_error(L, "%s.id: phone numbers are E.164: '+' and 1 to 15 digits", where);
+}
+
+/* Push the identitySet for the identity spec at t. */
+static void push_identity_set(builder *b, int t, const char *where)
+{
+	lua_State *L = b->L;
+	const char *type = opt_string(L, t, where, "type", 1);
+	const char *graph_type, *id, *provider;
+	int guest = 0;
+
+	if (strcmp(type, "user") == 0 || strcmp(type, "phone") == 0 ||
+	    strcmp(type, "application") == 0)
+		graph_type = type;
+	else if (strcmp(type, "application_instance") == 0)
+		graph_type = "applicationInstance";
+	else if (strcmp(type, "guest") == 0)
+		graph_type = "user", guest = 1;
+	else {
+		luaL_error(L, "%s.type: unknown identity type '%s' "
+		           "(user, phone, application, application_instance, guest)",
+		           where, type);
+		return;
+	}
+
+	id = opt_string(L, t, where, "id", !guest);
+	if (!id)
+		id = b->app_id; /* a guest joins under the bot's app id, as in the seed */
+	if (strcmp(type, "phone") == 0)
+		check_phone(L, id, where);
+	provider = opt_string(L, t, where, "identity_provider", 0);
+	if (guest && !provider)
+		provider = "None";
+
+	lua_createtable(L, 0, 1);            /* identitySet */
+	lua_createtable(L, 0, 4);            /* identity */
+	set_string(L, lua_gettop(L), "id", id);
+	set_string(L, lua_gettop(L), "displayName", opt_string(L, t, where, "name", guest));
+	set_string(L, lua_gettop(L), "tenantId", opt_string(L, t, where, "tenant", 0));
+	set_string(L, lua_gettop(L), "identityProvider", provider);
+	lua_setfield(L, -2, graph_type);
+}
+
+/* Push {identity = identitySet, replacesCallId = ...} for a target. */
+static void push_target(builder *b, int t, const char *where)
+{
+	lua_State *L = b->L;
+	const char *replaces;
+
+	gc_check_keys(L, t, where, target_keys);
+	lua_createtable(L, 0, 2);
+	push_identity_set(b, t, where);
+	lua_setfield(L, -2, "identity");
+	replaces = opt_string(L, t, where, "replaces_call_id", 0);
+	set_string(L, lua_gettop(L), "replacesCallId", replaces);
+}
+
+/* --- the parts of a call ------------------------------------------------- */
+
+static void build_source(builder *b)
+{
+	lua_State *L = b->L;
+	int src = opt_table(L, b->spec, "", "source");
+	const char *guest = opt_string(L, b->spec, "", "guest", 0);
+
+	lua_createtable(L, 0, 3);            /* participantInfo */
+	if (src && guest)
+		luaL_error(L, "guest: cannot be combined with source");
+	if (src) {
+		gc_check_keys(L, src, "source", identity_keys);
+		push_identity_set(b, src, "source");
+	} else if (guest) {
+		/* The seed's guest join: a user identity named by the bot, with
+		 * identityProvider "None". */
+		lua_createtable(L, 0, 1);
+		lua_createtable(L, 0, 3);
+		set_string(L, lua_gettop(L), "id", b->app_id);
+		set_string(L, lua_gettop(L), "displayName", guest);
+		set_string(L, lua_gettop(L), "identityProvider", "None");
+		lua_setfield(L, -2, "user");
+	} else {
+		lua_createtable(L, 0, 1);
+		lua_createtable(L, 0, 1);
+		set_string(L, lua_gettop(L), "id", b->app_id);
+		lua_setfield(L, -2, "application");
+	}
+	lua_setfield(L, -2, "identity");
+	set_string(L, lua_gettop(L), "languageId", opt_string(L, b->spec, "", "language_id", 0));
+	set_string(L, lua_gettop(L), "region", opt_string(L, b->spec, "", "region", 0));
+	lua_setfield(L, b->body, "source");
+	if (src)
+		lua_pop(L, 1);
+}
+
+/* Returns the number of targets (0 when the spec has none). */
+static lua_Integer build_targets(builder *b)
+{
+	lua_State *L = b->L;
+	int t = opt_table(L, b->spec, "", "targets");
+	lua_Integer n = 0;
+	char where[FIELD_MAX];
+
+	if (!t)
+		return 0;
+	if (lua_rawlen(L, t) == 0 && (lua_pushnil(L), !lua_next(L, t)))
+		luaL_error(L, "targets: must not be empty (a call needs at least one target)");
+	lua_settop(L, t);
+	if (!gc_is_array(L, t, &n))
+		luaL_error(L, "targets: expected an array of identities");
+	lua_createtable(L, (int)n, 0);
+	for (lua_Integer i = 1; i <= n; i++) {
+		path_printf(where, "targets[%d]", (int)i);
+		if (lua_rawgeti(L, t, i) != LUA_TTABLE)
+			luaL_error(L, "%s: expected table, got %s", where, luaL_typename(L, -1));
+		push_target(b, lua_gettop(L), where);
+		lua_rawseti(L, -3, i);
+		lua_pop(L, 1);
+	}
+	lua_setfield(L, b->body, "targets");
+	lua_pop(L, 1);
+	return n;
+}
+
+static const char *const modalities[][2] = {
+	{ "audio", "audio" }, { "video", "video" }, { "data", "data" },
+	{ "unknown", "unknown" },
+	{ "video_based_screen_sharing", "videoBasedScreenSharing" },
+	{ "videoBasedScreenSharing", "videoBasedScreenSharing" },
+};
+
+static void build_modalities(builder *b)
+{
+	lua_State *L = b->L;
+	int t = opt_table(L, b->spec, "", "modalities");
+	lua_Integer n = 0;
+	const char *seen[8];
+
+	if (!t)
+		return;
+	if (!gc_is_array(L, t, &n))
+		luaL_error(L, "modalities: expected a non-empty array of strings");
+	if (n > 8)
+		luaL_error(L, "modalities: too many entries (%d)", (int)n);
+	lua_createtable(L, (int)n, 0);
+	for (lua_Integer i = 1; i <= n; i++) {
+		const char *m, *graph = NULL;
+		if (lua_rawgeti(L, t, i) != LUA_TSTRING)
+			luaL_error(L, "modalities[%d]: expected string, got %s", (int)i,
+			           luaL_typename(L, -1));
+		m = lua_tostring(L, -1);
+		for (size_t k = 0; k < sizeof modalities / sizeof modalities[0]; k++)
+			if (strcmp(m, modalities[k][0]) == 0)
+				graph = modalities[k][1];
+		if (!graph)
+			luaL_error(L, "modalities[%d]: unknown modality '%s' (audio, video, "
+			           "video_based_screen_sharing, data)", (int)i, m);
+		for (lua_Integer k = 1; k < i; k++)
+			if (strcmp(seen[k - 1], graph) == 0)
+				luaL_error(L, "modalities[%d]: duplicate '%s'", (int)i, m);
+		seen[i - 1] = graph;
+		lua_pop(L, 1);
+		lua_pushstring(L, graph);
+		lua_rawseti(L, -2, i);
+	}
+	lua_setfield(L, b->body, "requestedModalities");
+	lua_pop(L, 1);
+}
+
+static const char *const media_keys[] = {
+	"type", "prompts", "blob", "remove_from_default_audio_group", NULL
+};
+static const char *const prompt_keys[] = { "uri", "resource_id", NULL };
+
+/* Fill mc.preFetchMedia from media.prompts. */
+static void build_prompts(builder *b, int media, int mc)
+{
+	lua_State *L = b->L;
+	int t = opt_table(L, media, "media", "prompts");
+	lua_Integer n = 0;
+	char where[FIELD_MAX], name[FIELD_MAX];
+
+	if (!t)
+		return;
+	if (lua_rawlen(L, t) == 0 && (lua_pushnil(L), !lua_next(L, t))) {
+		lua_settop(L, t - 1);
+		return; /* no prompts to prefetch */
+	}
+	lua_settop(L, t);
+	if (!gc_is_array(L, t, &n))
+		luaL_error(L, "media.prompts: expected an array of {uri=, resource_id=}");
+	lua_createtable(L, (int)n, 0);
+	for (lua_Integer i = 1; i <= n; i++) {
+		int p;
+		const char *uri;
+		path_printf(where, "media.prompts[%d]", (int)i);
+		if (lua_rawgeti(L, t, i) != LUA_TTABLE)
+			luaL_error(L, "%s: expected table, got %s", where, luaL_typename(L, -1));
+		p = lua_gettop(L);
+		gc_check_keys(L, p, where, prompt_keys);
+		uri = opt_string(L, p, where, "uri", 1);
+		check_url(L, uri, field(name, where, "uri"));
+		lua_createtable(L, 0, 2);
+		set_string(L, lua_gettop(L), "uri", uri);
+		set_string(L, lua_gettop(L), "resourceId", opt_string(L, p, where, "resource_id", 0));
+		lua_rawseti(L, -3, i);
+		lua_pop(L, 1);
+	}
+	lua_setfield(L, mc, "preFetchMedia");
+	lua_pop(L, 1);
+}
+
+static void build_media(builder *b)
+{
+	lua_State *L = b->L;
+	int m = opt_table(L, b->spec, "", "media");
+	const char *type = "service_hosted";
+
+	if (m) {
+		gc_check_keys(L, m, "media", media_keys);
+		type = opt_string(L, m, "media", "type", 1);
+	}
+	lua_createtable(L, 0, 3);
+	if (strcmp(type, "service_hosted") == 0) {
+		int keep;
+		set_odata_type(L, lua_gettop(L), "#microsoft.graph.serviceHostedMediaConfig");
+		if (m) {
+			if (opt_string(L, m, "media", "blob", 0))
+				luaL_error(L, "media.blob: only for app_hosted media");
+			lua_insert(L, m); /* mediaConfig below the media spec */
+			build_prompts(b, m + 1, m);
+			keep = opt_boolean(L, m + 1, "media", "remove_from_default_audio_group");
+			if (keep >= 0) {
+				lua_pushboolean(L, keep);
+				lua_setfield(L, m, "removeFromDefaultAudioGroup");
+			}
+			lua_settop(L, m);
+		}
+	} else if (strcmp(type, "app_hosted") == 0) {
+		lua_getfield(L, m, "prompts");
+		if (!lua_isnil(L, -1))
+			luaL_error(L, "media.prompts: only for service_hosted media");
+		lua_pop(L, 1);
+		set_odata_type(L, lua_gettop(L), "#microsoft.graph.appHostedMediaConfig");
+		set_string(L, lua_gettop(L), "blob", opt_string(L, m, "media", "blob", 1));
+		lua_remove(L, m);
+	} else {
+		luaL_error(L, "media.type: unknown media type '%s' (service_hosted, app_hosted)",
+		           type);
+	}
+	lua_setfield(L, b->body, "mediaConfig");
+}
+
+static const char *const chat_info_keys[] = {
+	"thread_id", "message_id", "reply_chain_message_id", NULL
+};
+
+/* chat_info from the spec table at t (or from a parsed join link). */
+static void build_chat_info(builder *b, int t)
+{
+	lua_State *L = b->L;
+	const char *msg;
+
+	gc_check_keys(L, t, "chat_info", chat_info_keys);
+	lua_createtable(L, 0, 3);
+	set_string(L, lua_gettop(L), "threadId", opt_string(L, t, "chat_info", "thread_id", 1));
+	msg = opt_string(L, t, "chat_info", "message_id", 0);
+	set_string(L, lua_gettop(L), "messageId", msg ? msg : "0");
+	set_string(L, lua_gettop(L), "replyChainMessageId",
+	           opt_string(L, t, "chat_info", "reply_chain_message_id", 0));
+	lua_setfield(L, b->body, "chatInfo");
+}
+
+/* The meeting to join, from explicit keys or a join link. Returns 1 when the
+ * spec names a meeting. */
+static int build_meeting(builder *b)
+{
+	lua_State *L = b->L;
+	int spec = b->spec, base = lua_gettop(L);
+	int chat = opt_table(L, spec, "", "chat_info");
+	int org = opt_table(L, spec, "", "organizer");
+	const char *url = opt_string(L, spec, "", "url", 0);
+	const char *meeting_id = opt_string(L, spec, "", "meeting_id", 0);
+	const char *passcode = opt_string(L, spec, "", "passcode", 0);
+	const char *token = opt_string(L, spec, "", "meeting_token", 0);
+	const char *tenant = opt_string(L, spec, "", "tenant", 0);
+	int no_host = opt_boolean(L, spec, "", "allow_conversation_without_host");
+	int kinds = (org != 0) + (url != NULL) + (meeting_id != NULL) + (token != NULL);
+
+	if (kinds > 1)
+		luaL_error(L, "meeting: give only one of url, organizer, meeting_id, meeting_token");
+	if (passcode && !meeting_id)
+		luaL_error(L, "passcode: needs meeting_id");
+	if (no_host >= 0 && !org && !url)
+		luaL_error(L, "allow_conversation_without_host: needs an organizer meeting");
+
+	if (url) {
+		int link;
+		if (chat)
+			luaL_error(L, "url: cannot be combined with chat_info");
+		if (!gc_parse_join_url(L, url))
+			luaL_error(L, "url: %s", lua_tostring(L, -1));
+		/* The link gives chat_info + organizer + tenant, or meeting_id +
+		 * passcode; an explicit spec.tenant still wins. */
+		link = lua_gettop(L);
+		chat = opt_table(L, link, "url", "chat_info");
+		org = opt_table(L, link, "url", "organizer");
+		meeting_id = opt_string(L, link, "url", "meeting_id", 0);
+		passcode = opt_string(L, link, "url", "passcode", 0);
+		if (!tenant)
+			tenant = opt_string(L, link, "url", "tenant", 0);
+	}
+
+	if (chat)
+		build_chat_info(b, chat);
+	if (org) {
+		if (!chat)
+			luaL_error(L, "organizer: needs chat_info (Graph joins an organizer "
+			           "meeting by chat_info + organizer)");
+		gc_check_keys(L, org, "organizer", identity_keys);
+		lua_createtable(L, 0, 3);
+		set_odata_type(L, lua_gettop(L), "#microsoft.graph.organizerMeetingInfo");
+		push_identity_set(b, org, "organizer");
+		lua_setfield(L, -2, "organizer");
+		if (no_host >= 0) {
+			lua_pushboolean(L, no_host);
+			lua_setfield(L, -2, "allowConversationWithoutHost");
+		}
+		lua_setfield(L, b->body, "meetingInfo");
+	} else if (meeting_id) {
+		lua_createtable(L, 0, 3);
+		set_odata_type(L, lua_gettop(L), "#microsoft.graph.joinMeetingIdMeetingInfo");
+		set_string(L, lua_gettop(L), "joinMeetingId", meeting_id);
+		set_string(L, lua_gettop(L), "passcode", passcode);
+		lua_setfield(L, b->body, "meetingInfo");
+	} else if (token) {
+		lua_createtable(L, 0, 2);
+		set_odata_type(L, lua_gettop(L), "#microsoft.graph.tokenMeetingInfo");
+		set_string(L, lua_gettop(L), "token", token);
+		lua_setfield(L, b->body, "meetingInfo");
+	}
+	set_string(L, b->body, "tenantId", tenant);
+	lua_settop(L, base);
+	return org || meeting_id || token;
+}
+
+static const char *const call_option_keys[] = {
+	"hide_bot_after_escalation", "is_content_sharing_notification_enabled",
+	"is_delta_roster_enabled", NULL
+};
+
+static void build_call_options(builder *b)
+{
+	lua_State *L = b->L;
+	int t = opt_table(L, b->spec, "", "call_options");
+
+	if (!t)
+		return;
+	gc_check_keys(L, t, "call_options", call_option_keys);
+	lua_createtable(L, 0, 4);
+	set_odata_type(L, lua_gettop(L), "#microsoft.graph.outgoingCallOptions");
+	for (int i = 0; call_option_keys[i]; i++) {
+		static const char *const graph[] = {
+			"hideBotAfterEscalation", "isContentSharingNotificationEnabled",
+			"isDeltaRosterEnabled"
+		};
+		int v = opt_boolean(L, t, "call_options", call_option_keys[i]);
+		if (v >= 0) {
+			lua_pushboolean(L, v);
+			lua_setfield(L, -2, graph[i]);
+		}
+	}
+	lua_setfield(L, b->body, "callOptions");
+	lua_pop(L, 1);
+}
+
+/* A value of the escape hatch must survive JSON encoding unchanged. */
+static void check_json_value(lua_State *L, int idx, const char *where, int depth)
+{
+	char name[FIELD_MAX];
+	lua_Integer n;
+
+	idx = lua_absindex(L, idx);
+	if (depth > GC_SPEC_MAX_DEPTH)
+		luaL_error(L, "%s: nested deeper than %d levels (cyclic table?)", where,
+		           GC_SPEC_MAX_DEPTH);
+	switch (lua_type(L, idx)) {
+	case LUA_TSTRING:
+		check_text(L, idx, where);
+		return;
+	case LUA_TBOOLEAN:
+		return;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx)) {
+			lua_Integer v = lua_tointeger(L, idx);
+			if (v > 99999999999999LL || v < -99999999999999LL)
+				luaL_error(L, "%s: integer too large to encode exactly "
+				           "(pass it as a string)", where);
+		} else if (!isfinite(lua_tonumber(L, idx))) {
+			luaL_error(L, "%s: must be a finite number", where);
+		}
+		return;
+	case LUA_TLIGHTUSERDATA:
+		lua_getfield(L, GC_STATE, "null");
+		if (!lua_rawequal(L, -1, idx))
+			luaL_error(L, "%s: unsupported value (light userdata)", where);
+		lua_pop(L, 1);
+		return;
+	case LUA_TTABLE:
+		break;
+	default:
+		luaL_error(L, "%s: unsupported value (%s)", where, luaL_typename(L, idx));
+	}
+	if (gc_is_array(L, idx, &n)) {
+		for (lua_Integer i = 1; i <= n; i++) {
+			path_printf(name, "%s[%d]", where, (int)i);
+			lua_rawgeti(L, idx, i);
+			check_json_value(L, -1, name, depth + 1);
+			lua_pop(L, 1);
+		}
+		return;
+	}
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s: mixes array and object keys, or is a sparse array", where);
+		check_text(L, -2, where);
+		check_json_value(L, -1, field(name, where, lua_tostring(L, -2)), depth + 1);
+		lua_pop(L, 1);
+	}
+}
+
+static void build_extra(builder *b)
+{
+	lua_State *L = b->L;
+	int t = opt_table(L, b->spec, "", "extra");
+
+	if (!t)
+		return;
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		char name[FIELD_MAX];
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "extra: keys must be Graph property names (strings)");
+		field(name, "extra", lua_tostring(L, -2));
+		check_text(L, -2, name);
+		check_json_value(L, -1, name, 1);
+		lua_pushvalue(L, -2);
+		if (lua_rawget(L, b->body) != LUA_TNIL)
+			luaL_error(L, "%s: already set from the spec; use the spec key", name);
+		lua_pop(L, 1);
+		lua_pushvalue(L, -2);
+		lua_insert(L, -2);
+		lua_rawset(L, b->body);
+	}
+	lua_pop(L, 1);
+}
+
+/* --- the request userdata ------------------------------------------------ */
+
+static const char *const spec_keys[] = {
+	"targets", "source", "guest", "subject", "modalities", "media", "tenant",
+	"language_id", "region", "callback_uri", "chat_info", "organizer",
+	"allow_conversation_without_host", "meeting_id", "passcode",
+	"meeting_token", "url", "call_options", "extra", NULL
+};
+
+/* The calls collection for the client's endpoint. */
+static void push_calls_path(lua_State *L, const char *endpoint, const char *app_id)
+{
+	if (strcmp(endpoint, "v1.0") == 0)
+		lua_pushliteral(L, "/v1.0/communications/calls");
+	else if (strcmp(endpoint, "beta") == 0)
+		lua_pushliteral(L, "/beta/communications/calls");
+	else if (strcmp(endpoint, "beta/app") == 0)
+		lua_pushliteral(L, "/beta/app/calls");
+	else if (strcmp(endpoint, "beta/applications") == 0)
+		lua_pushfstring(L, "/beta/applications/%s/calls", app_id);
+	else
+		luaL_error(L, "endpoint: unknown endpoint '%s' "
+		           "(v1.0, beta, beta/app, beta/applications)", endpoint);
+}
+
+/* core.build_request(config, spec, mode) -> request
+ * config: {app_id=, callback_uri=, graph_url=, endpoint=}; mode "call"|"join". */
+int gc_l_build_request(lua_State *L)
+{
+	builder b;
+	const char *mode, *cb, *graph_url, *endpoint;
+	lua_Integer ntargets;
+	int meeting;
+	size_t len;
+	gc_request *req;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	mode = luaL_checkstring(L, 3);
+	luaL_argcheck(L, strcmp(mode, "call") == 0 || strcmp(mode, "join") == 0, 3,
+	              "mode must be 'call' or 'join'");
+	lua_settop(L, 3);
+	b.L = L;
+	b.config = 1;
+	b.spec = 2;
+	b.app_id = opt_string(L, 1, "config", "app_id", 1);
+	graph_url = opt_string(L, 1, "config", "graph_url", 1);
+	endpoint = opt_string(L, 1, "config", "endpoint", 1);
+
+	gc_check_keys(L, 2, mode, spec_keys);
+	lua_createtable(L, 0, 12);
+	b.body = lua_gettop(L);
+
+	cb = opt_string(L, 2, "", "callback_uri", 0);
+	if (!cb)
+		cb = opt_string(L, 1, "", "callback_uri", 0);
+	if (!cb)
+		luaL_error(L, "callback_uri: required (in the spec or the client)");
+	check_url(L, cb, "callback_uri");
+	set_string(L, b.body, "callbackUri", cb);
+
+	build_source(&b);
+	ntargets = build_targets(&b);
+	build_modalities(&b);
+	build_media(&b);
+	meeting = build_meeting(&b);
+	set_string(L, b.body, "subject", opt_string(L, 2, "", "subject", 0));
+	build_call_options(&b);
+	build_extra(&b);
+
+	if (strcmp(mode, "join") == 0 && !meeting)
+		luaL_error(L, "join needs a meeting: url, organizer + chat_info, "
+		           "meeting_id or meeting_token");
+	if (!meeting && ntargets == 0)
+		luaL_error(L, "call needs targets, or meeting info to join a meeting");
+
+	req = lua_newuserdatauv(L, sizeof *req, UV_COUNT);
+	req->method = "POST";
+	luaL_setmetatable(L, GC_REQUEST_MT);
+
+	push_calls_path(L, endpoint, b.app_id);
+	lua_pushstring(L, graph_url);
+	len = lua_rawlen(L, -1);
+	if (len && graph_url[len - 1] == '/')
+		lua_pushlstring(L, graph_url, len - 1), lua_replace(L, -2);
+	lua_pushvalue(L, -2);
+	lua_concat(L, 2);
+	lua_setiuservalue(L, -3, UV_URL);
+	lua_setiuservalue(L, -2, UV_PATH);
+
+	lua_pushvalue(L, b.body);
+	if (!gc_json_call(L, "encode"))
+		luaL_error(L, "cannot encode the body: %s", lua_tostring(L, -1));
+	lua_setiuservalue(L, -2, UV_BODY);
+	lua_pushstring(L, mode);
+	lua_setiuservalue(L, -2, UV_KIND);
+	return 1;
+}
+
+static int request_index(lua_State *L)
+{
+	gc_request *req = luaL_checkudata(L, 1, GC_REQUEST_MT);
+	const char *k = luaL_checkstring(L, 2);
+
+	if (strcmp(k, "method") == 0)
+		lua_pushstring(L, req->method);
+	else if (strcmp(k, "url") == 0)
+		lua_getiuservalue(L, 1, UV_URL);
+	else if (strcmp(k, "path") == 0)
+		lua_getiuservalue(L, 1, UV_PATH);
+	else if (strcmp(k, "body") == 0)
+		lua_getiuservalue(L, 1, UV_BODY);
+	else if (strcmp(k, "kind") == 0)
+		lua_getiuservalue(L, 1, UV_KIND);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+static int request_tostring(lua_State *L)
+{
+	gc_request *req = luaL_checkudata(L, 1, GC_REQUEST_MT);
+
+	lua_getiuservalue(L, 1, UV_URL);
+	lua_pushfstring(L, GC_REQUEST_MT ": %s %s", req->method, lua_tostring(L, -1));
+	return 1;
+}
+
+void gc_open_request(lua_State *L)
+{
+	static const luaL_Reg meta[] = {
+		{ "__index", request_index },
+		{ "__tostring", request_tostring },
+		{ NULL, NULL }
+	};
+
+	luaL_newmetatable(L, GC_REQUEST_MT);
+	luaL_setfuncs(L, meta, 0);
+	lua_pop(L, 1);
+}
