@@ -17,8 +17,11 @@ dependencies = {
   "lua >= 5.4, < 5.5",
   "lua-cjson >= 2.1.0",
 }
+-- Found by its library: on Debian the header sits in a multiarch directory
+-- (/usr/include/x86_64-linux-gnu) that LuaRocks' header search misses but
+-- the compiler finds by itself.
 external_dependencies = {
-  CURL = { header = "curl/curl.h" },
+  CURL = { library = "curl" },
 }
 build = {
   type = "builtin",

@@ -65,8 +65,11 @@ static void check_text(lua_State *L, int idx, const char *name)
 		unsigned char c = (unsigned char)s[i];
 		if (c == '\r' || c == '\n')
 			luaL_error(L, "%s: contains CR/LF", name);
-		if (c < 0x20 && c != '\t')
-			luaL_error(L, "%s: contains control character 0x%02x", name, (int)c);
+		if (c < 0x20 && c != '\t') {
+			char hex[8]; /* lua_pushfstring has no %x */
+			snprintf(hex, sizeof hex, "0x%02x", (unsigned)c);
+			luaL_error(L, "%s: contains control character %s", name, hex);
+		}
 	}
 }
 

@@ -1,3 +1,0 @@
-describe("smoke", function()
-  it("loads", function() assert.equal("graphcall", require("graphcall")._NAME) end)
-end)
