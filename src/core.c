@@ -74,7 +74,9 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	luaL_setfuncs(L, funcs, 1);
 	lua_pushliteral(L, GC_VERSION);
 	lua_setfield(L, -2, "_VERSION");
-	lua_pushstring(L, curl_version());
+	/* curl_version_info, not curl_version: the latter initialises LDAP and
+	 * SASL, which keep allocations until exit. */
+	lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
 	lua_setfield(L, -2, "curl_version");
 	return 1;
 }
