@@ -396,3 +396,41 @@ describe("graphcall.new", function()
     assert.equal(APP_ID, c.app_id)
   end)
 end)
+
+describe("error paths", function()
+  it("leave no Lua references behind over 10,000 rejected and accepted specs", function()
+    local client = seed_client()
+    local bad = {
+      { targets = {} },
+      { targets = { graphcall.user { id = "x\n" } } },
+      { url = "https://teams.microsoft.com/l/meetup-join/19%3ax/0?context=nope" },
+      { targets = { graphcall.phone { id = "12" } }, extra = { x = 0 / 0 } },
+    }
+    local good = { url = "https://teams.microsoft.com/meet/1234567?p=psw123", subject = "s" }
+    local function round(n)
+      for i = 1, n do
+        local ok = pcall(client.prepare_join, client, bad[i % #bad + 1])
+        assert(not ok)
+        assert(client:prepare_join(good).body)
+      end
+    end
+    local function rss_kb()
+      local f = assert(io.open("/proc/self/statm"))
+      local pages = f:read("n") and f:read("n")
+      f:close()
+      return pages * 4
+    end
+    round(1000)
+    collectgarbage()
+    collectgarbage()
+    local heap, rss = collectgarbage("count"), rss_kb()
+    round(10000)
+    collectgarbage()
+    collectgarbage()
+    -- Lua-side leaks show in the heap count, C-side leaks (libcurl URL
+    -- handles, decoded strings) in the resident size.
+    assert.is_true(collectgarbage("count") - heap < 64, "Lua heap grew by "
+      .. (collectgarbage("count") - heap) .. " KB")
+    assert.is_true(rss_kb() - rss < 512, "RSS grew by " .. (rss_kb() - rss) .. " KB")
+  end)
+end)
