@@ -308,6 +308,9 @@ describe("bad specs raise before anything is sent, naming the field", function()
       "media.blob: only for app_hosted")
     rejects({ targets = { heidi() }, media = { type = "app_hosted", blob = "b", prompts = {} } },
       "media.prompts: only for service_hosted")
+    rejects({ targets = { heidi() },
+              media = { type = "app_hosted", blob = "b", remove_from_default_audio_group = true } },
+      "media.remove_from_default_audio_group: only for service_hosted")
     rejects({ targets = { heidi() }, media = graphcall.prompts { { uri = "ftp://cdn/x.wav" } } },
       "media.prompts[1].uri: must be an https URL")
     rejects({ targets = { heidi() }, media = graphcall.prompts { { url = "https://cdn/x.wav" } } },

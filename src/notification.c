@@ -14,8 +14,6 @@
 
 #include "graphcall.h"
 
-#define SHORT_MAX 64
-
 /* Wrap the table on top of the stack in a read-only userdata of type mt;
  * the table becomes its user value. */
 static void push_box(lua_State *L, const char *mt)
@@ -26,94 +24,136 @@ static void push_box(lua_State *L, const char *mt)
 	lua_setiuservalue(L, -2, 1);
 }
 
+/* What is wrong with an entry: the field (a path in Graph's spelling) and
+ * why. */
+typedef struct {
+	const char *field;
+	const char *why;
+} problem;
+
+static int bad(problem *p, const char *field, const char *why)
+{
+	p->field = field;
+	p->why = why;
+	return 0;
+}
+
+/* Graph writes null for properties it has no value for; null is absent. */
+static int absent(lua_State *L, int idx)
+{
+	int is_null;
+
+	if (lua_isnil(L, idx))
+		return 1;
+	if (!lua_islightuserdata(L, idx))
+		return 0;
+	lua_getfield(L, GC_STATE, "null");
+	is_null = lua_rawequal(L, -1, idx);
+	lua_pop(L, 1);
+	return is_null;
+}
+
 /* Push s with its first letter (or, when all is set, every letter) in lower
  * case: "Created" -> "created", "TransferAccepted" -> "transferAccepted". */
 static void push_lowered(lua_State *L, const char *s, size_t len, int all)
 {
-	char buf[SHORT_MAX];
+	luaL_Buffer b;
+	char *out = luaL_buffinitsize(L, &b, len);
 
-	if (len >= sizeof buf) {
-		lua_pushlstring(L, s, len);
-		return;
-	}
 	for (size_t i = 0; i < len; i++)
-		buf[i] = (all || i == 0) ? (char)tolower((unsigned char)s[i]) : s[i];
-	lua_pushlstring(L, buf, len);
+		out[i] = (all || i == 0) ? (char)tolower((unsigned char)s[i]) : s[i];
+	luaL_pushresultsize(&b, len);
 }
 
-/* Copy src[key] (a string, when present) to dst[name]. NULL or the error. */
-static const char *copy_string(lua_State *L, int src, const char *key, int dst,
-                               const char *name, int lower)
+enum { KEEP, LOWER_FIRST, LOWER_ALL };
+
+/* Copy src[key] (a string, when present) to dst[name]. 0 on a problem. */
+static int copy_string(lua_State *L, int src, const char *key, int dst,
+                       const char *name, int lower, const char *path, problem *p)
 {
-	switch (lua_getfield(L, src, key)) {
-	case LUA_TNIL:
+	size_t len;
+	const char *s;
+
+	lua_getfield(L, src, key);
+	if (absent(L, -1)) {
 		lua_pop(L, 1);
-		return NULL;
-	case LUA_TSTRING:
-		if (lower) {
-			size_t len;
-			const char *s = lua_tolstring(L, -1, &len);
-			push_lowered(L, s, len, lower > 1);
-			lua_remove(L, -2);
-		}
-		lua_setfield(L, dst, name);
-		return NULL;
-	default:
-		lua_pop(L, 1);
-		return key;
+		return 1;
 	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		return bad(p, path, "expected a string");
+	s = lua_tolstring(L, -1, &len);
+	/* The raw body has no NUL, but a \u0000 escape decodes to one. */
+	if (memchr(s, '\0', len))
+		return bad(p, path, "contains a NUL byte");
+	if (lower) {
+		push_lowered(L, s, len, lower == LOWER_ALL);
+		lua_remove(L, -2);
+	}
+	lua_setfield(L, dst, name);
+	return 1;
 }
 
-/* resultInfo codes arrive as numbers or numeric strings. */
+/* resultInfo codes arrive as numbers or as decimal strings ("200"). */
 static int to_code(lua_State *L, int idx, lua_Integer *out)
 {
-	if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TSTRING) {
-		int isnum;
-		lua_Number n = lua_tonumberx(L, idx, &isnum);
-		if (isnum && n == (lua_Number)(lua_Integer)n && n >= -2147483648.0 &&
-		    n <= 4294967295.0) {
-			*out = (lua_Integer)n;
-			return 1;
-		}
+	int isnum = 0;
+	lua_Integer v = 0;
+
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		v = lua_tointegerx(L, idx, &isnum);
+	} else if (lua_type(L, idx) == LUA_TSTRING) {
+		size_t len;
+		const char *s = lua_tolstring(L, idx, &len);
+		size_t i = (len > 0 && s[0] == '-');
+		isnum = len > i && len - i <= 10;
+		for (; isnum && i < len; i++)
+			isnum = s[i] >= '0' && s[i] <= '9';
+		if (isnum)
+			v = strtoll(s, NULL, 10);
 	}
-	return 0;
+	if (!isnum || v < -2147483648LL || v > 4294967295LL)
+		return 0;
+	*out = v;
+	return 1;
 }
 
-static const char *copy_result_info(lua_State *L, int data, int dst)
+static int copy_result_info(lua_State *L, int data, int dst, problem *p)
 {
-	static const char *const keys[][2] = {
-		{ "code", "code" }, { "subcode", "subcode" }, { "subCode", "subcode" }
+	static const char *const keys[][3] = {
+		{ "code", "code", "resourceData.resultInfo.code" },
+		{ "subcode", "subcode", "resourceData.resultInfo.subcode" },
+		{ "subCode", "subcode", "resourceData.resultInfo.subCode" },
 	};
 	int ri;
 
-	switch (lua_getfield(L, data, "resultInfo")) {
-	case LUA_TNIL:
+	lua_getfield(L, data, "resultInfo");
+	if (absent(L, -1)) {
 		lua_pop(L, 1);
-		return NULL;
-	case LUA_TTABLE:
-		break;
-	default:
-		return "resultInfo";
+		return 1;
 	}
+	if (!lua_istable(L, -1))
+		return bad(p, "resourceData.resultInfo", "expected an object");
 	ri = lua_gettop(L);
 	lua_createtable(L, 0, 3);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		lua_Integer v;
-		if (lua_getfield(L, ri, keys[i][0]) == LUA_TNIL) {
+		lua_getfield(L, ri, keys[i][0]);
+		if (absent(L, -1)) {
 			lua_pop(L, 1);
 			continue;
 		}
 		if (!to_code(L, -1, &v))
-			return keys[i][0];
+			return bad(p, keys[i][2], "expected an integer code");
 		lua_pop(L, 1);
 		lua_pushinteger(L, v);
 		lua_setfield(L, -2, keys[i][1]);
 	}
-	if (copy_string(L, ri, "message", lua_gettop(L), "message", 0))
-		return "resultInfo.message";
+	if (!copy_string(L, ri, "message", lua_gettop(L), "message", KEEP,
+	                 "resourceData.resultInfo.message", p))
+		return 0;
 	lua_setfield(L, dst, "result_info");
 	lua_pop(L, 1);
-	return NULL;
+	return 1;
 }
 
 /* call_id, kind and operation_id from a resource path such as
@@ -149,68 +189,66 @@ static void split_resource(lua_State *L, const char *url, int dst)
 	lua_setfield(L, dst, "kind");
 }
 
-/* Extract the fields of value[i] (at idx) into a new table on the stack.
- * Returns NULL, or the name of the offending field. */
-static const char *extract(lua_State *L, int item)
+/* Extract the fields of the entry at item into a new table on the stack.
+ * 0 (and *p filled) when the entry is unusable. */
+static int extract(lua_State *L, int item, problem *p)
 {
 	int dst, data;
-	const char *bad;
-	const char *url;
 
 	lua_createtable(L, 0, 16);
 	dst = lua_gettop(L);
 
-	if (lua_getfield(L, item, "changeType") != LUA_TSTRING)
-		return "changeType";
+	lua_getfield(L, item, "changeType");
+	if (absent(L, -1))
+		return bad(p, "changeType", "missing");
 	lua_pop(L, 1);
-	if ((bad = copy_string(L, item, "changeType", dst, "change_type", 2)) ||
-	    (bad = copy_string(L, item, "resource", dst, "resource", 0)) ||
-	    (bad = copy_string(L, item, "resourceUrl", dst, "resource_url", 0)) ||
-	    (bad = copy_string(L, item, "callbackUri", dst, "callback_uri", 0)))
-		return bad;
+	if (!copy_string(L, item, "changeType", dst, "change_type", LOWER_ALL, "changeType", p) ||
+	    !copy_string(L, item, "resource", dst, "resource", KEEP, "resource", p) ||
+	    !copy_string(L, item, "resourceUrl", dst, "resource_url", KEEP, "resourceUrl", p) ||
+	    !copy_string(L, item, "callbackUri", dst, "callback_uri", KEEP, "callbackUri", p))
+		return 0;
 
 	/* The legacy `resource` stands in when resourceUrl is missing. */
 	if (lua_getfield(L, dst, "resource_url") == LUA_TNIL) {
 		lua_pop(L, 1);
 		if (lua_getfield(L, dst, "resource") == LUA_TNIL)
-			return "resourceUrl";
+			return bad(p, "resourceUrl", "missing (and no legacy resource)");
 		lua_pushvalue(L, -1);
 		lua_setfield(L, dst, "resource_url");
 	}
-	url = lua_tostring(L, -1);
-	split_resource(L, url, dst);
+	split_resource(L, lua_tostring(L, -1), dst);
 	lua_pop(L, 1);
 
-	switch (lua_getfield(L, item, "resourceData")) {
-	case LUA_TNIL:
+	lua_getfield(L, item, "resourceData");
+	if (absent(L, -1)) {
 		lua_pop(L, 1);
-		return NULL;
-	case LUA_TTABLE:
-		break;
-	default:
-		return "resourceData";
+		return 1;
 	}
+	if (!lua_istable(L, -1))
+		return bad(p, "resourceData", "expected an object or an array");
 	data = lua_gettop(L);
 	lua_pushvalue(L, data);
 	lua_setfield(L, dst, "resource_data");
 	if (lua_rawlen(L, data) > 0) {
 		/* a collection (participants, content sharing sessions) */
 		if (lua_rawgeti(L, data, 1) == LUA_TTABLE &&
-		    copy_string(L, lua_gettop(L), "@odata.type", dst, "odata_type", 0))
-			return "resourceData[1].@odata.type";
+		    !copy_string(L, lua_gettop(L), "@odata.type", dst, "odata_type", KEEP,
+		                 "resourceData[1].@odata.type", p))
+			return 0;
 		lua_settop(L, data);
-		return NULL;
+		return 1;
 	}
-	if ((bad = copy_string(L, data, "@odata.type", dst, "odata_type", 0)) ||
-	    (bad = copy_string(L, data, "@odata.etag", dst, "etag", 0)) ||
-	    (bad = copy_string(L, data, "state", dst, "state", 1)) ||
-	    (bad = copy_string(L, data, "direction", dst, "direction", 1)) ||
-	    (bad = copy_string(L, data, "status", dst, "status", 1)) ||
-	    (bad = copy_string(L, data, "clientContext", dst, "client_context", 0)) ||
-	    (bad = copy_result_info(L, data, dst)))
-		return bad;
+	if (!copy_string(L, data, "@odata.type", dst, "odata_type", KEEP, "resourceData.@odata.type", p) ||
+	    !copy_string(L, data, "@odata.etag", dst, "etag", KEEP, "resourceData.@odata.etag", p) ||
+	    !copy_string(L, data, "state", dst, "state", LOWER_FIRST, "resourceData.state", p) ||
+	    !copy_string(L, data, "direction", dst, "direction", LOWER_FIRST, "resourceData.direction", p) ||
+	    !copy_string(L, data, "status", dst, "status", LOWER_FIRST, "resourceData.status", p) ||
+	    !copy_string(L, data, "clientContext", dst, "client_context", KEEP,
+	                 "resourceData.clientContext", p) ||
+	    !copy_result_info(L, data, dst, p))
+		return 0;
 	lua_settop(L, data);
-	return NULL;
+	return 1;
 }
 
 /* core.parse_notifications(body [, max_bytes]) -> notifications | nil, err */
@@ -261,12 +299,11 @@ int gc_l_parse_notifications(lua_State *L)
 	lua_createtable(L, (int)n, 0);
 	list = lua_gettop(L);
 	for (lua_Integer i = 1; i <= n; i++) {
-		const char *field;
+		problem p;
 		if (lua_rawgeti(L, value, i) != LUA_TTABLE || lua_rawlen(L, -1) > 0)
 			return gc_fail(L, "bad_notification", "value[%I]: not an object", i);
-		if ((field = extract(L, lua_gettop(L))))
-			return gc_fail(L, "bad_notification", "value[%I].%s: wrong type or missing",
-			               i, field);
+		if (!extract(L, lua_gettop(L), &p))
+			return gc_fail(L, "bad_notification", "value[%I].%s: %s", i, p.field, p.why);
 		lua_settop(L, list + 2);         /* item fields */
 		push_box(L, GC_NOTIFICATION_MT);
 		lua_rawseti(L, list, i);
@@ -285,11 +322,15 @@ static int notification_index(lua_State *L)
 	return 1;
 }
 
+/* Iterates the fields with the userdata as state, so the fields table
+ * itself never reaches Lua code and stays read-only. */
 static int fields_next(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checkudata(L, 1, GC_NOTIFICATION_MT);
 	lua_settop(L, 2);
-	if (lua_next(L, 1))
+	lua_getiuservalue(L, 1, 1);
+	lua_insert(L, 2);
+	if (lua_next(L, 2))
 		return 2;
 	lua_pushnil(L);
 	return 1;
@@ -299,7 +340,7 @@ static int notification_pairs(lua_State *L)
 {
 	luaL_checkudata(L, 1, GC_NOTIFICATION_MT);
 	lua_pushcfunction(L, fields_next);
-	lua_getiuservalue(L, 1, 1);
+	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return 3;
 }
@@ -319,10 +360,15 @@ static int notification_tostring(lua_State *L)
 
 static int notifications_index(lua_State *L)
 {
+	lua_Integer i;
+	int isnum;
+
 	luaL_checkudata(L, 1, GC_NOTIFICATIONS_MT);
 	lua_getiuservalue(L, 1, 1);
-	if (lua_isinteger(L, 2))
-		lua_rawgeti(L, -1, lua_tointeger(L, 2));
+	isnum = 0;
+	i = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isnum) : 0;
+	if (isnum)
+		lua_rawgeti(L, -1, i);
 	else
 		lua_pushnil(L);
 	return 1;

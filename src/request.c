@@ -460,10 +460,15 @@ static void build_media(builder *b)
 			lua_settop(L, m);
 		}
 	} else if (strcmp(type, "app_hosted") == 0) {
-		lua_getfield(L, m, "prompts");
-		if (!lua_isnil(L, -1))
-			luaL_error(L, "media.prompts: only for service_hosted media");
-		lua_pop(L, 1);
+		static const char *const service_only[] = {
+			"prompts", "remove_from_default_audio_group", NULL
+		};
+		for (int i = 0; service_only[i]; i++) {
+			if (lua_getfield(L, m, service_only[i]) != LUA_TNIL)
+				luaL_error(L, "media.%s: only for service_hosted media",
+				           service_only[i]);
+			lua_pop(L, 1);
+		}
 		set_odata_type(L, lua_gettop(L), "#microsoft.graph.appHostedMediaConfig");
 		set_string(L, lua_gettop(L), "blob", opt_string(L, m, "media", "blob", 1));
 		lua_remove(L, m);
