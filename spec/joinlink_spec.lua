@@ -55,6 +55,13 @@ describe("graphcall.parse_join_url", function()
       assert(graphcall.parse_join_url("https://teams.microsoft.com/meet/2414128301281")))
   end)
 
+  it("takes an empty passcode as none, and keeps other parameters out of it", function()
+    assert.same({ kind = "meeting_id", meeting_id = "123" },
+      assert(graphcall.parse_join_url("https://teams.microsoft.com/meet/123?p=&x=evil")))
+    assert.same({ kind = "meeting_id", meeting_id = "123", passcode = "abc" },
+      assert(graphcall.parse_join_url("https://teams.microsoft.com/meet/123/?x=1&p=abc&y=2")))
+  end)
+
   it("returns nil, err with kind bad_join_url for links it cannot use", function()
     local cases = {
       { "", "not a valid URL" },
@@ -73,6 +80,10 @@ describe("graphcall.parse_join_url", function()
       { 'https://teams.microsoft.com/l/meetup-join/19%3ax/0?context={"Tid":"t","Oid":7}', "no organizer id (Oid)" },
       { "https://teams.microsoft.com/l/meetup-join/19%0ax/0?context={}", "no thread id" },
       { "https://teams.microsoft.com/meet/1?p=%ff", "invalid passcode" },
+      { "https://teams.microsoft.com/meet/123?p=abc\0junk", "not a valid URL" },
+      { "https://user:pw@teams.microsoft.com/meet/1", "no user name or port" },
+      { "https://teams.microsoft.com:9999/meet/1", "no user name or port" },
+      { "https://teams.microsoft.com/meet/1/2", "meet link has no meeting id" },
     }
     for _, case in ipairs(cases) do
       local link, err = graphcall.parse_join_url(case[1])

@@ -324,6 +324,8 @@ describe("bad specs raise before anything is sent, naming the field", function()
     rejects({ meeting_id = "1", meeting_token = "t" }, "give only one of", "join")
     rejects({ passcode = "p" }, "passcode: needs meeting_id", "join")
     rejects({ meeting_id = "1", allow_conversation_without_host = true }, "needs an organizer meeting", "join")
+    rejects({ url = "https://teams.microsoft.com/meet/1", allow_conversation_without_host = true },
+      "needs an organizer meeting", "join")
     rejects({ url = "https://teams.microsoft.com/meet/1", chat_info = { thread_id = "t" } },
       "url: cannot be combined with chat_info", "join")
     rejects({ chat_info = { thread_id = "t", message = "0" }, organizer = graphcall.user(ORGANIZER) },
@@ -352,7 +354,16 @@ describe("bad specs raise before anything is sent, naming the field", function()
     rejects({ targets = { heidi() }, extra = { x = 123456789012345 } }, "extra.x: integer too large")
     local cyclic = {}
     cyclic.self = cyclic
-    rejects({ targets = { heidi() }, extra = { x = cyclic } }, "nested deeper than 16 levels")
+    rejects({ targets = { heidi() }, extra = { x = cyclic } }, "extra.x.self: the same table appears twice")
+    -- shared subtables would multiply into a huge body: each table may appear once
+    local shared = true
+    for _ = 1, 15 do shared = { a = shared, b = shared } end
+    rejects({ targets = { heidi() }, extra = { x = shared } }, "the same table appears twice")
+    local wide = {}
+    for i = 1, 10001 do wide[i] = i end
+    rejects({ targets = { heidi() }, extra = { x = wide } }, "extra: more than 10000 values")
+    rejects({ targets = { heidi() }, extra = { x = 1 / 3 } }, "does not survive JSON's 14 significant digits")
+    rejects({ targets = { heidi() }, extra = { x = 2.0 ^ 53 } }, "does not survive JSON's 14 significant digits")
     local deep = {}
     for _ = 1, 20 do deep = { deep } end
     rejects({ targets = { heidi() }, extra = { x = deep } }, "nested deeper than 16 levels")
@@ -361,6 +372,37 @@ describe("bad specs raise before anything is sent, naming the field", function()
     rejects({ targets = { heidi() }, extra = { x = print } }, "extra.x: unsupported value (function)")
     rejects({ targets = { heidi() }, extra = { subject = "x" }, subject = "y" }, "extra.subject: already set")
     rejects({ targets = { heidi() }, extra = { "positional" } }, "extra: keys must be Graph property names")
+  end)
+
+  it("reads spec tables raw: metamethods are never called", function()
+    local proxy = setmetatable({}, { __index = function() error("__index must not run") end })
+    rejects(proxy, "call needs targets")
+    local target = setmetatable({ type = "user" }, { __index = function() return "+1555" end })
+    rejects({ targets = { target } }, "targets[1].id: required")
+  end)
+
+  it("deep extra values inside a coroutine with a small stack", function()
+    local v = true
+    for _ = 1, 15 do v = { k = v } end
+    local req = coroutine.wrap(function()
+      return client:prepare_call { targets = { heidi() }, extra = { x = v } }
+    end)()
+    local depth, node = 0, json.decode(req.body).x
+    while type(node) == "table" do depth, node = depth + 1, node.k end
+    assert.equal(15, depth)
+  end)
+
+  it("a client changed after creation is checked again", function()
+    local c = seed_client()
+    c.graph_url = "ftp://attacker.example"
+    local ok, err = pcall(c.prepare_call, c, { targets = { heidi() } })
+    assert.is_false(ok)
+    assert.matches("graph_url: must be an https URL", err, 1, true)
+    c = seed_client { endpoint = "beta/applications" }
+    c.app_id = "x/../../evil?a="
+    ok, err = pcall(c.prepare_call, c, { targets = { heidi() } })
+    assert.is_false(ok)
+    assert.matches("app_id: expected a GUID", err, 1, true)
   end)
 
   it("misuse of the API itself", function()

@@ -19,6 +19,8 @@
 #define GC_NOTIFICATIONS_MT "graphcall.notifications"
 #define GC_NOTIFICATION_MT "graphcall.notification"
 #define GC_ERROR_MT "graphcall.error"
+#define GC_HTTP_MT "graphcall.http"
+#define GC_SERVER_MT "graphcall.server"
 
 /* Limits of the notification parser (documented in the README). */
 #define GC_NOTIFY_MAX_BYTES_DEFAULT (1024 * 1024)
@@ -27,6 +29,7 @@
 
 /* Limits of request construction. */
 #define GC_SPEC_MAX_DEPTH 16
+#define GC_EXTRA_MAX_NODES 10000
 #define GC_URL_MAX 8192
 
 /* Every module function gets the module state table as upvalue 1; it holds
@@ -65,7 +68,7 @@ int gc_is_array(lua_State *L, int idx, lua_Integer *n);
  * a Teams join URL; on success pushes a table in the spec vocabulary
  * ({chat_info=..., organizer=..., tenant=...} or {meeting_id=..., passcode=...})
  * and returns 1; on failure pushes an error message string and returns 0. */
-int gc_parse_join_url(lua_State *L, const char *url);
+int gc_parse_join_url(lua_State *L, const char *url, size_t len);
 
 /* --- module registration -------------------------------------------------- */
 
@@ -74,11 +77,19 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L);
 void gc_open_util(lua_State *L);
 void gc_open_request(lua_State *L);
 void gc_open_notification(lua_State *L);
+void gc_open_http(lua_State *L);
+void gc_open_server(lua_State *L);
 
 int gc_l_build_request(lua_State *L);
 int gc_l_check_url(lua_State *L);
+int gc_l_calls_path(lua_State *L);
+int gc_l_check_guid(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_parse_join_url(lua_State *L);
 int gc_l_new_error(lua_State *L);
+int gc_l_http(lua_State *L);
+int gc_l_server(lua_State *L);
+int gc_l_uuid(lua_State *L);
+int gc_l_monotonic(lua_State *L);
 
 #endif

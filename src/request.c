@@ -6,9 +6,11 @@
  * an error that names the field ("targets[2].id: required"). The body is
  * built as a Lua table and encoded by the module's private lua-cjson
  * instance, so no C heap memory is live when an error is raised. */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -73,13 +75,21 @@ static void check_text(lua_State *L, int idx, const char *name)
 	}
 }
 
-/* Raw-get t[key]; NULL when absent. Strings stay alive through the table. */
+/* Push t[key] without metamethods: no user code runs while a spec is
+ * built, so the strings read stay anchored in the caller's tables. */
+static int raw_field(lua_State *L, int t, const char *key)
+{
+	lua_pushstring(L, key);
+	return lua_rawget(L, t);
+}
+
+/* t[key] as a checked string; NULL when absent. */
 static const char *opt_string(lua_State *L, int t, const char *where,
                               const char *key, int required)
 {
 	char buf[FIELD_MAX];
 	const char *s;
-	int type = lua_getfield(L, t, key);
+	int type = raw_field(L, t, key);
 
 	if (type == LUA_TNIL) {
 		lua_pop(L, 1);
@@ -102,7 +112,7 @@ static const char *opt_string(lua_State *L, int t, const char *where,
 static int opt_table(lua_State *L, int t, const char *where, const char *key)
 {
 	char buf[FIELD_MAX];
-	int type = lua_getfield(L, t, key);
+	int type = raw_field(L, t, key);
 
 	if (type == LUA_TNIL) {
 		lua_pop(L, 1);
@@ -118,7 +128,7 @@ static int opt_table(lua_State *L, int t, const char *where, const char *key)
 static int opt_boolean(lua_State *L, int t, const char *where, const char *key)
 {
 	char buf[FIELD_MAX];
-	int type = lua_getfield(L, t, key);
+	int type = raw_field(L, t, key);
 	int v = lua_toboolean(L, -1);
 
 	lua_pop(L, 1);
@@ -192,6 +202,25 @@ static void check_url(lua_State *L, const char *url, const char *name)
 
 	if (reason)
 		luaL_error(L, "%s: %s", name, reason);
+}
+
+/* Application ids are GUIDs; they also go into URL paths. */
+static void check_guid(lua_State *L, const char *s, const char *name)
+{
+	int ok = strlen(s) == 36;
+
+	for (int i = 0; ok && i < 36; i++)
+		ok = (i == 8 || i == 13 || i == 18 || i == 23) ? s[i] == '-'
+		                                               : isxdigit((unsigned char)s[i]);
+	if (!ok)
+		luaL_error(L, "%s: expected a GUID, got '%s'", name, s);
+}
+
+/* core.check_guid(s, name): raise unless s is a GUID. */
+int gc_l_check_guid(lua_State *L)
+{
+	check_guid(L, luaL_checkstring(L, 1), luaL_optstring(L, 2, "id"));
+	return 0;
 }
 
 /* core.check_url(url, name): raise unless url is acceptable for name. */
@@ -464,7 +493,7 @@ static void build_media(builder *b)
 			"prompts", "remove_from_default_audio_group", NULL
 		};
 		for (int i = 0; service_only[i]; i++) {
-			if (lua_getfield(L, m, service_only[i]) != LUA_TNIL)
+			if (raw_field(L, m, service_only[i]) != LUA_TNIL)
 				luaL_error(L, "media.%s: only for service_hosted media",
 				           service_only[i]);
 			lua_pop(L, 1);
@@ -519,14 +548,12 @@ static int build_meeting(builder *b)
 		luaL_error(L, "meeting: give only one of url, organizer, meeting_id, meeting_token");
 	if (passcode && !meeting_id)
 		luaL_error(L, "passcode: needs meeting_id");
-	if (no_host >= 0 && !org && !url)
-		luaL_error(L, "allow_conversation_without_host: needs an organizer meeting");
 
 	if (url) {
 		int link;
 		if (chat)
 			luaL_error(L, "url: cannot be combined with chat_info");
-		if (!gc_parse_join_url(L, url))
+		if (!gc_parse_join_url(L, url, strlen(url)))
 			luaL_error(L, "url: %s", lua_tostring(L, -1));
 		/* The link gives chat_info + organizer + tenant, or meeting_id +
 		 * passcode; an explicit spec.tenant still wins. */
@@ -539,6 +566,8 @@ static int build_meeting(builder *b)
 			tenant = opt_string(L, link, "url", "tenant", 0);
 	}
 
+	if (no_host >= 0 && !org)
+		luaL_error(L, "allow_conversation_without_host: needs an organizer meeting");
 	if (chat)
 		build_chat_info(b, chat);
 	if (org) {
@@ -602,16 +631,25 @@ static void build_call_options(builder *b)
 	lua_pop(L, 1);
 }
 
-/* A value of the escape hatch must survive JSON encoding unchanged. */
-static void check_json_value(lua_State *L, int idx, const char *where, int depth)
+/* A value of the escape hatch must survive JSON encoding unchanged, and
+ * stay small: every table is visited once (shared or cyclic tables are
+ * refused, so a few tables cannot expand into a huge body). */
+typedef struct {
+	int seen;       /* stack index of the visited set */
+	int nodes;
+} walk;
+
+static void check_json_value(lua_State *L, int idx, const char *where, int depth, walk *w)
 {
 	char name[FIELD_MAX];
 	lua_Integer n;
 
+	luaL_checkstack(L, 8, "extra");
 	idx = lua_absindex(L, idx);
+	if (++w->nodes > GC_EXTRA_MAX_NODES)
+		luaL_error(L, "extra: more than %d values", GC_EXTRA_MAX_NODES);
 	if (depth > GC_SPEC_MAX_DEPTH)
-		luaL_error(L, "%s: nested deeper than %d levels (cyclic table?)", where,
-		           GC_SPEC_MAX_DEPTH);
+		luaL_error(L, "%s: nested deeper than %d levels", where, GC_SPEC_MAX_DEPTH);
 	switch (lua_type(L, idx)) {
 	case LUA_TSTRING:
 		check_text(L, idx, where);
@@ -624,8 +662,16 @@ static void check_json_value(lua_State *L, int idx, const char *where, int depth
 			if (v > 99999999999999LL || v < -99999999999999LL)
 				luaL_error(L, "%s: integer too large to encode exactly "
 				           "(pass it as a string)", where);
-		} else if (!isfinite(lua_tonumber(L, idx))) {
-			luaL_error(L, "%s: must be a finite number", where);
+		} else {
+			lua_Number v = lua_tonumber(L, idx);
+			char text[32];
+			if (!isfinite(v))
+				luaL_error(L, "%s: must be a finite number", where);
+			/* the body carries 14 significant digits */
+			snprintf(text, sizeof text, "%.14g", v);
+			if (strtod(text, NULL) != v)
+				luaL_error(L, "%s: %f does not survive JSON's 14 significant "
+				           "digits (pass it as a string)", where, v);
 		}
 		return;
 	case LUA_TLIGHTUSERDATA:
@@ -639,11 +685,18 @@ static void check_json_value(lua_State *L, int idx, const char *where, int depth
 	default:
 		luaL_error(L, "%s: unsupported value (%s)", where, luaL_typename(L, idx));
 	}
+	lua_pushvalue(L, idx);
+	if (lua_rawget(L, w->seen) != LUA_TNIL)
+		luaL_error(L, "%s: the same table appears twice (shared or cyclic)", where);
+	lua_pop(L, 1);
+	lua_pushvalue(L, idx);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, w->seen);
 	if (gc_is_array(L, idx, &n)) {
 		for (lua_Integer i = 1; i <= n; i++) {
 			path_printf(name, "%s[%d]", where, (int)i);
 			lua_rawgeti(L, idx, i);
-			check_json_value(L, -1, name, depth + 1);
+			check_json_value(L, -1, name, depth + 1, w);
 			lua_pop(L, 1);
 		}
 		return;
@@ -653,7 +706,7 @@ static void check_json_value(lua_State *L, int idx, const char *where, int depth
 		if (lua_type(L, -2) != LUA_TSTRING)
 			luaL_error(L, "%s: mixes array and object keys, or is a sparse array", where);
 		check_text(L, -2, where);
-		check_json_value(L, -1, field(name, where, lua_tostring(L, -2)), depth + 1);
+		check_json_value(L, -1, field(name, where, lua_tostring(L, -2)), depth + 1, w);
 		lua_pop(L, 1);
 	}
 }
@@ -662,9 +715,12 @@ static void build_extra(builder *b)
 {
 	lua_State *L = b->L;
 	int t = opt_table(L, b->spec, "", "extra");
+	walk w = { 0, 0 };
 
 	if (!t)
 		return;
+	lua_newtable(L);
+	w.seen = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
 		char name[FIELD_MAX];
@@ -672,7 +728,7 @@ static void build_extra(builder *b)
 			luaL_error(L, "extra: keys must be Graph property names (strings)");
 		field(name, "extra", lua_tostring(L, -2));
 		check_text(L, -2, name);
-		check_json_value(L, -1, name, 1);
+		check_json_value(L, -1, name, 1, &w);
 		lua_pushvalue(L, -2);
 		if (lua_rawget(L, b->body) != LUA_TNIL)
 			luaL_error(L, "%s: already set from the spec; use the spec key", name);
@@ -681,7 +737,7 @@ static void build_extra(builder *b)
 		lua_insert(L, -2);
 		lua_rawset(L, b->body);
 	}
-	lua_pop(L, 1);
+	lua_pop(L, 2);
 }
 
 /* --- the request userdata ------------------------------------------------ */
@@ -709,6 +765,13 @@ static void push_calls_path(lua_State *L, const char *endpoint, const char *app_
 		           "(v1.0, beta, beta/app, beta/applications)", endpoint);
 }
 
+/* core.calls_path(endpoint, app_id) -> "/v1.0/communications/calls", ... */
+int gc_l_calls_path(lua_State *L)
+{
+	push_calls_path(L, luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+	return 1;
+}
+
 /* core.build_request(config, spec, mode) -> request
  * config: {app_id=, callback_uri=, graph_url=, endpoint=}; mode "call"|"join". */
 int gc_l_build_request(lua_State *L)
@@ -729,9 +792,12 @@ int gc_l_build_request(lua_State *L)
 	b.L = L;
 	b.config = 1;
 	b.spec = 2;
+	luaL_checkstack(L, 40, "build_request");
 	b.app_id = opt_string(L, 1, "config", "app_id", 1);
 	graph_url = opt_string(L, 1, "config", "graph_url", 1);
 	endpoint = opt_string(L, 1, "config", "endpoint", 1);
+	check_guid(L, b.app_id, "app_id");
+	check_url(L, graph_url, "graph_url");
 
 	gc_check_keys(L, 2, mode, spec_keys);
 	lua_createtable(L, 0, 12);

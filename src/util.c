@@ -3,6 +3,7 @@
  * here never leaks. */
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 #include "graphcall.h"
 
@@ -125,6 +126,7 @@ int gc_is_array(lua_State *L, int idx, lua_Integer *n)
 	lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
 	lua_Integer count = 0;
 
+	luaL_checkstack(L, 3, "array check");
 	idx = lua_absindex(L, idx);
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
@@ -172,4 +174,15 @@ void gc_open_util(lua_State *L)
 		lua_setfield(L, -2, "__tostring");
 	}
 	lua_pop(L, 1);
+}
+
+/* core.monotonic() -> seconds from an arbitrary start, never going back:
+ * the clock of timers and timeouts. */
+int gc_l_monotonic(lua_State *L)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
 }
