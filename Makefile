@@ -8,12 +8,12 @@
 
 LUA      ?= lua5.4
 CC       ?= cc
-PKGS     := lua5.4 libcurl
+PKGS     := lua5.4 libcurl libmicrohttpd libcrypto
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-missing-field-initializers
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs libcurl)
+PKG_LIBS   = $(shell pkg-config --libs libcurl libmicrohttpd libcrypto)
 ALL_CFLAGS = $(WARN) $(CFLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS)
 
 SRC    := $(wildcard src/*.c)
@@ -21,7 +21,7 @@ OBJ    := $(SRC:src/%.c=build/obj/%.o)
 MODULE := build/graphcall/core.so
 
 # Debian packages: runtime, then test tools.
-DEPS := pkg-config gcc make lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
+DEPS := pkg-config gcc make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
         libssl-dev libmicrohttpd-dev lua-busted luarocks lua-check
 
 .PHONY: all deps test lint unit demo clean

@@ -22,16 +22,21 @@ dependencies = {
 -- the compiler finds by itself.
 external_dependencies = {
   CURL = { library = "curl" },
+  MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
+  CRYPTO = { header = "openssl/rand.h", library = "crypto" },
 }
 build = {
   type = "builtin",
   modules = {
     ["graphcall.core"] = {
-      sources = { "src/core.c", "src/joinlink.c", "src/notification.c", "src/request.c", "src/util.c" },
+      sources = {
+        "src/core.c", "src/http.c", "src/joinlink.c", "src/notification.c", "src/request.c",
+        "src/server.c", "src/util.c",
+      },
       defines = { "_DEFAULT_SOURCE" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(CRYPTO_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(CRYPTO_LIBDIR)" },
+      libraries = { "curl", "microhttpd", "crypto" },
     },
     ["graphcall"] = "lua/graphcall/init.lua",
     ["graphcall.client"] = "lua/graphcall/client.lua",

@@ -50,9 +50,15 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{ "build_request", gc_l_build_request },
 		{ "check_url", gc_l_check_url },
+		{ "calls_path", gc_l_calls_path },
+		{ "check_guid", gc_l_check_guid },
 		{ "parse_notifications", gc_l_parse_notifications },
 		{ "parse_join_url", gc_l_parse_join_url },
 		{ "new_error", gc_l_new_error },
+		{ "http", gc_l_http },
+		{ "server", gc_l_server },
+		{ "uuid", gc_l_uuid },
+		{ "monotonic", gc_l_monotonic },
 		{ NULL, NULL }
 	};
 
@@ -66,6 +72,8 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	gc_open_util(L);
 	gc_open_request(L);
 	gc_open_notification(L);
+	gc_open_http(L);
+	gc_open_server(L);
 
 	luaL_newlibtable(L, funcs);
 	push_state(L);

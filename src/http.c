@@ -1,0 +1,589 @@
+/* HTTP dispatch: a graphcall.http userdata owns one libcurl multi handle, so
+ * every request of a client shares its connections (keep-alive, HTTP/2 over
+ * TLS when the server offers it), and many requests can be in flight at
+ * once, up to a bound; the rest wait in submission order.
+ *
+ * libcurl calls back only into C (body and header accounting); Lua values
+ * are built after curl_multi_* has returned. Finished transfers move to a
+ * done list first, so a Lua memory error while building results loses
+ * nothing that close() would not free. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/rand.h>
+
+#include "graphcall.h"
+
+#define MAX_HEADER_LINES 200
+#define MAX_HEADER_BYTES (64 * 1024)
+#define EASY_POOL 64
+#define MAX_EXTRA_FDS 16
+
+typedef struct transfer {
+	CURL *easy;
+	struct curl_slist *headers;
+	char *body;
+	size_t len, cap, max;
+	size_t header_lines, header_bytes;
+	int too_large, too_many_headers;
+	int create;                 /* a create request: failures after sending are unknown outcomes */
+	int attempts;               /* times the request was about to be sent */
+	int retry_refused;          /* libcurl wanted to resend a create request */
+	CURLcode result;
+	lua_Integer id;
+	struct transfer *prev, *next;
+} transfer;
+
+typedef struct {
+	transfer *head, *tail;
+	size_t count;
+} list;
+
+typedef struct {
+	CURLM *multi;
+	list waiting, active, done;
+	CURL *pool[EASY_POOL];
+	int pooled;
+	int max_in_flight;
+	long connect_timeout_ms, timeout_ms;
+	size_t max_response;
+	lua_Integer next_id;
+	int closed;
+} gc_http;
+
+static void list_push(list *l, transfer *t)
+{
+	t->next = NULL;
+	t->prev = l->tail;
+	if (l->tail)
+		l->tail->next = t;
+	else
+		l->head = t;
+	l->tail = t;
+	l->count++;
+}
+
+static void list_remove(list *l, transfer *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		l->head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	else
+		l->tail = t->prev;
+	t->prev = t->next = NULL;
+	l->count--;
+}
+
+/* Give the easy handle back to the pool (reset), or clean it up. */
+static void transfer_free(gc_http *h, transfer *t)
+{
+	if (t->easy) {
+		if (h->pooled < EASY_POOL) {
+			curl_easy_reset(t->easy);
+			h->pool[h->pooled++] = t->easy;
+		} else {
+			curl_easy_cleanup(t->easy);
+		}
+	}
+	curl_slist_free_all(t->headers);
+	free(t->body);
+	free(t);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+	transfer *t = ud;
+	size_t add = size * n;
+
+	if (add > t->max - t->len) {
+		t->too_large = 1;
+		return 0; /* abort: the cap holds for chunked bodies too */
+	}
+	if (t->len + add > t->cap) {
+		size_t cap = t->cap ? t->cap : 4096;
+		char *p;
+		while (cap < t->len + add)
+			cap *= 2;
+		if (cap > t->max)
+			cap = t->max;
+		if (!(p = realloc(t->body, cap)))
+			return 0;
+		t->body = p;
+		t->cap = cap;
+	}
+	memcpy(t->body + t->len, data, add);
+	t->len += add;
+	return add;
+}
+
+/* libcurl keeps the headers (read back with curl_easy_nextheader); this only
+ * bounds how many a server may send. */
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+	transfer *t = ud;
+	size_t add = size * n;
+
+	(void)data;
+	t->header_lines++;
+	t->header_bytes += add;
+	if (t->header_lines > MAX_HEADER_LINES || t->header_bytes > MAX_HEADER_BYTES) {
+		t->too_many_headers = 1;
+		return 0;
+	}
+	return add;
+}
+
+/* Runs before each attempt to send. libcurl silently resends a request
+ * whose reused connection closed without a byte of answer; for a create
+ * request that closing may have come after Graph created the call, so the
+ * resend is refused and the outcome reported as unknown. */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port)
+{
+	transfer *t = ud;
+
+	(void)conn_primary_ip;
+	(void)conn_local_ip;
+	(void)conn_primary_port;
+	(void)conn_local_port;
+	if (++t->attempts > 1 && t->create) {
+		t->retry_refused = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
+static void start_waiting(gc_http *h)
+{
+	while (h->waiting.head && (int)h->active.count < h->max_in_flight) {
+		transfer *t = h->waiting.head;
+		list_remove(&h->waiting, t);
+		if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK) {
+			t->result = CURLE_OUT_OF_MEMORY;
+			list_push(&h->done, t);
+			continue;
+		}
+		list_push(&h->active, t);
+	}
+}
+
+static gc_http *check_http(lua_State *L)
+{
+	gc_http *h = luaL_checkudata(L, 1, GC_HTTP_MT);
+
+	luaL_argcheck(L, !h->closed, 1, GC_HTTP_MT " is closed");
+	return h;
+}
+
+static int field_integer(lua_State *L, int t, const char *key, lua_Integer dflt,
+                         lua_Integer min, lua_Integer max)
+{
+	lua_Integer v;
+	int isnum;
+
+	if (lua_getfield(L, t, key) == LUA_TNIL) {
+		lua_pop(L, 1);
+		return (int)dflt;
+	}
+	v = lua_tointegerx(L, -1, &isnum);
+	if (!isnum || v < min || v > max)
+		luaL_error(L, "graphcall.http: %s must be an integer from %I to %I", key, min, max);
+	lua_pop(L, 1);
+	return (int)v;
+}
+
+/* core.http{ connect_timeout_ms=, timeout_ms=, max_response_bytes=, max_in_flight= } */
+int gc_l_http(lua_State *L)
+{
+	static const char *const keys[] = {
+		"connect_timeout_ms", "timeout_ms", "max_response_bytes", "max_in_flight", NULL
+	};
+	gc_http *h;
+	int connect_ms, total_ms, max_response, in_flight;
+
+	if (lua_isnoneornil(L, 1))
+		lua_newtable(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	gc_check_keys(L, 1, "graphcall.http", keys);
+	connect_ms = field_integer(L, 1, "connect_timeout_ms", 10000, 1, 600000);
+	total_ms = field_integer(L, 1, "timeout_ms", 30000, 1, 3600000);
+	max_response = field_integer(L, 1, "max_response_bytes", 4 * 1024 * 1024, 1, 1 << 30);
+	in_flight = field_integer(L, 1, "max_in_flight", 32, 1, 1024);
+
+	h = lua_newuserdatauv(L, sizeof *h, 0);
+	memset(h, 0, sizeof *h);
+	h->closed = 1; /* until the multi handle exists */
+	luaL_setmetatable(L, GC_HTTP_MT);
+	h->multi = curl_multi_init();
+	if (!h->multi)
+		return luaL_error(L, "graphcall.http: out of memory");
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)in_flight);
+	h->closed = 0;
+	h->connect_timeout_ms = connect_ms;
+	h->timeout_ms = total_ms;
+	h->max_response = (size_t)max_response;
+	h->max_in_flight = in_flight;
+	return 1;
+}
+
+static int http_close(lua_State *L)
+{
+	gc_http *h = luaL_checkudata(L, 1, GC_HTTP_MT);
+	list *lists[] = { &h->waiting, &h->active, &h->done };
+
+	if (h->closed)
+		return 0;
+	h->closed = 1;
+	for (int i = 0; i < 3; i++) {
+		while (lists[i]->head) {
+			transfer *t = lists[i]->head;
+			list_remove(lists[i], t);
+			if (lists[i] == &h->active)
+				curl_multi_remove_handle(h->multi, t->easy);
+			curl_easy_cleanup(t->easy);
+			t->easy = NULL;
+			transfer_free(h, t);
+		}
+	}
+	while (h->pooled > 0)
+		curl_easy_cleanup(h->pool[--h->pooled]);
+	curl_multi_cleanup(h->multi);
+	h->multi = NULL;
+	return 0;
+}
+
+static void check_header_text(lua_State *L, int idx, const char *what)
+{
+	size_t len;
+	const char *s = lua_tolstring(L, idx, &len);
+
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+			luaL_error(L, "graphcall.http: header %s contains a control character", what);
+}
+
+/* h:submit{ method=, url=, headers={name=value}, body=?, create=? } -> id */
+static int http_submit(lua_State *L)
+{
+	static const char *const keys[] = { "method", "url", "headers", "body", "create", NULL };
+	gc_http *h = check_http(L);
+	const char *method, *url, *body = NULL;
+	size_t body_len = 0;
+	int create;
+	transfer *t;
+	CURL *easy;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	gc_check_keys(L, 2, "submit", keys);
+	lua_getfield(L, 2, "method");
+	lua_getfield(L, 2, "url");
+	lua_getfield(L, 2, "headers");
+	lua_getfield(L, 2, "body");
+	lua_getfield(L, 2, "create");
+	method = luaL_checkstring(L, 3);
+	url = luaL_checkstring(L, 4);
+	luaL_argcheck(L, strcmp(method, "GET") == 0 || strcmp(method, "POST") == 0 ||
+	              strcmp(method, "DELETE") == 0 || strcmp(method, "PATCH") == 0 ||
+	              strcmp(method, "PUT") == 0, 2, "method must be GET, POST, PUT, PATCH or DELETE");
+	if (!lua_isnil(L, 5)) {
+		luaL_checktype(L, 5, LUA_TTABLE);
+		lua_pushnil(L);
+		while (lua_next(L, 5)) {
+			luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING,
+			              2, "headers must map names to strings");
+			check_header_text(L, -2, "name");
+			check_header_text(L, -1, "value");
+			lua_pop(L, 1);
+		}
+	}
+	if (!lua_isnil(L, 6))
+		body = luaL_checklstring(L, 6, &body_len);
+	create = lua_toboolean(L, 7);
+
+	/* From here on nothing raises until the transfer is queued. */
+	if (!(t = calloc(1, sizeof *t)))
+		return luaL_error(L, "graphcall.http: out of memory");
+	easy = h->pooled ? h->pool[--h->pooled] : curl_easy_init();
+	if (!easy) {
+		free(t);
+		return luaL_error(L, "graphcall.http: out of memory");
+	}
+	t->easy = easy;
+	t->max = h->max_response;
+	t->create = create;
+	t->id = ++h->next_id;
+	/* No "Expect: 100-continue" round trip for bodies over 1 KB. */
+	if (!(t->headers = curl_slist_append(NULL, "Expect:"))) {
+		transfer_free(h, t);
+		return luaL_error(L, "graphcall.http: out of memory");
+	}
+	if (!lua_isnil(L, 5)) {
+		lua_pushnil(L);
+		while (lua_next(L, 5)) {
+			char line[1024];
+			struct curl_slist *more;
+			int n = snprintf(line, sizeof line, "%s: %s", lua_tostring(L, -2),
+			                 lua_tostring(L, -1));
+			lua_pop(L, 1);
+			if (n < 0 || (size_t)n >= sizeof line ||
+			    !(more = curl_slist_append(t->headers, line))) {
+				lua_pop(L, 1);
+				transfer_free(h, t);
+				return luaL_error(L, "graphcall.http: header too long (over 1023 bytes)");
+			}
+			t->headers = more;
+		}
+	}
+
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, h->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
+	if (body || strcmp(method, "POST") == 0) {
+		/* libcurl copies the body, so the Lua string may go. */
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+		curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+	list_push(&h->waiting, t);
+	start_waiting(h);
+	lua_pushinteger(L, t->id);
+	return 1;
+}
+
+static const char *failure_kind(transfer *t)
+{
+	if (t->too_large)
+		return "too_large";
+	if (t->too_many_headers)
+		return "too_many_headers";
+	if (t->retry_refused)
+		return "network";
+	switch (t->result) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+		return "connect";
+	case CURLE_OPERATION_TIMEDOUT:
+		return "timeout";
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+		return "tls";
+	case CURLE_PARTIAL_FILE:
+		return "truncated";
+	case CURLE_FILESIZE_EXCEEDED:
+		return "too_large";
+	default:
+		return "network";
+	}
+}
+
+/* Push the result table of a finished transfer. */
+static void push_result(lua_State *L, transfer *t)
+{
+	long status = 0, sent = 0;
+	struct curl_header *hdr, *prev = NULL;
+
+	lua_createtable(L, 0, 8);
+	lua_pushinteger(L, t->id);
+	lua_setfield(L, -2, "id");
+	curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+	lua_pushboolean(L, sent > 0 || t->attempts > 1);
+	lua_setfield(L, -2, "sent");
+	if (t->result != CURLE_OK || t->too_large || t->too_many_headers) {
+		lua_pushstring(L, failure_kind(t));
+		lua_setfield(L, -2, "failure");
+		lua_pushstring(L, t->too_large ? "response body over the size cap"
+		               : t->too_many_headers ? "too many response headers"
+		               : t->retry_refused ? "the connection closed after the request was sent"
+		               : curl_easy_strerror(t->result));
+		lua_setfield(L, -2, "message");
+	}
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status > 0) {
+		lua_pushinteger(L, status);
+		lua_setfield(L, -2, "status");
+	}
+	lua_createtable(L, 0, 8);
+	while ((hdr = curl_easy_nextheader(t->easy, CURLH_HEADER, -1, prev))) {
+		size_t n = strlen(hdr->name);
+		char lower[128];
+		if (n < sizeof lower) {
+			for (size_t i = 0; i <= n; i++)
+				lower[i] = (char)((hdr->name[i] >= 'A' && hdr->name[i] <= 'Z')
+				                  ? hdr->name[i] + 32 : hdr->name[i]);
+			lua_pushstring(L, hdr->value);
+			lua_setfield(L, -2, lower);
+		}
+		prev = hdr;
+	}
+	lua_setfield(L, -2, "headers");
+	lua_pushlstring(L, t->body ? t->body : "", t->len);
+	lua_setfield(L, -2, "body");
+}
+
+/* Move finished transfers from libcurl to the done list. */
+static void collect(gc_http *h)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(h->multi, &left))) {
+		transfer *t = NULL;
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+		t->result = msg->data.result;
+		curl_multi_remove_handle(h->multi, t->easy);
+		list_remove(&h->active, t);
+		list_push(&h->done, t);
+	}
+	start_waiting(h);
+}
+
+/* h:poll(timeout_ms [, fds]) -> results: wait up to timeout_ms for transfer
+ * progress or for one of the extra fds (the receivers' epoll fds) to become
+ * readable, then return the transfers that finished, in completion order. */
+static int http_poll(lua_State *L)
+{
+	gc_http *h = check_http(L);
+	lua_Integer timeout = luaL_checkinteger(L, 2);
+	struct curl_waitfd extra[MAX_EXTRA_FDS];
+	unsigned nextra = 0;
+	int running, i = 0;
+
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, 3); k++) {
+			lua_rawgeti(L, 3, k);
+			luaL_argcheck(L, nextra < MAX_EXTRA_FDS, 3, "too many fds");
+			extra[nextra].fd = (curl_socket_t)luaL_checkinteger(L, -1);
+			extra[nextra].events = CURL_WAIT_POLLIN;
+			extra[nextra].revents = 0;
+			nextra++;
+			lua_pop(L, 1);
+		}
+	}
+	if (timeout < 0)
+		timeout = 0;
+	if (timeout > 60000)
+		timeout = 60000;
+
+	curl_multi_perform(h->multi, &running);
+	collect(h);
+	if (!h->done.head && timeout > 0) {
+		curl_multi_poll(h->multi, nextra ? extra : NULL, nextra, (int)timeout, NULL);
+		curl_multi_perform(h->multi, &running);
+		collect(h);
+	}
+
+	lua_createtable(L, (int)h->done.count, 0);
+	while (h->done.head) {
+		transfer *t = h->done.head;
+		push_result(L, t);
+		lua_rawseti(L, -2, ++i);
+		list_remove(&h->done, t);
+		transfer_free(h, t);
+	}
+	return 1;
+}
+
+/* h:pending() -> transfers submitted and not yet returned by poll */
+static int http_pending(lua_State *L)
+{
+	gc_http *h = check_http(L);
+
+	lua_pushinteger(L, (lua_Integer)(h->waiting.count + h->active.count + h->done.count));
+	return 1;
+}
+
+/* h:timeout() -> ms until libcurl needs to run for its own timers, or -1 */
+static int http_timeout(lua_State *L)
+{
+	gc_http *h = check_http(L);
+	long ms = -1;
+
+	curl_multi_timeout(h->multi, &ms);
+	lua_pushinteger(L, ms);
+	return 1;
+}
+
+static int http_tostring(lua_State *L)
+{
+	gc_http *h = luaL_checkudata(L, 1, GC_HTTP_MT);
+
+	if (h->closed)
+		lua_pushliteral(L, GC_HTTP_MT ": (closed)");
+	else
+		lua_pushfstring(L, GC_HTTP_MT ": %I in flight, %I waiting",
+		                (lua_Integer)h->active.count, (lua_Integer)h->waiting.count);
+	return 1;
+}
+
+/* core.uuid() -> a random (version 4) UUID, e.g. for client-request-id */
+int gc_l_uuid(lua_State *L)
+{
+	unsigned char b[16];
+	char s[37];
+
+	if (RAND_bytes(b, sizeof b) != 1)
+		return luaL_error(L, "graphcall.uuid: no randomness available");
+	b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
+	snprintf(s, sizeof s,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+	         b[12], b[13], b[14], b[15]);
+	lua_pushstring(L, s);
+	return 1;
+}
+
+void gc_open_http(lua_State *L)
+{
+	static const luaL_Reg meta[] = {
+		{ "__gc", http_close },
+		{ "__close", http_close },
+		{ "__tostring", http_tostring },
+		{ NULL, NULL }
+	};
+	static const luaL_Reg methods[] = {
+		{ "submit", http_submit },
+		{ "poll", http_poll },
+		{ "pending", http_pending },
+		{ "timeout", http_timeout },
+		{ "close", http_close },
+		{ NULL, NULL }
+	};
+
+	luaL_newmetatable(L, GC_HTTP_MT);
+	luaL_setfuncs(L, meta, 0);
+	luaL_newlib(L, methods);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+}
