@@ -48,7 +48,7 @@ deps:
 	fi
 
 lint:
-	luacheck -q lua spec examples
+	luacheck -q lua spec examples bin
 
 # busted's own launcher runs Lua 5.1 on Debian; run its runner under 5.4.
 unit: $(MODULE)

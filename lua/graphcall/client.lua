@@ -1,6 +1,10 @@
 --- The graphcall client: configuration shared by every request a bot makes.
 -- @module graphcall.client
 local core = require "graphcall.core"
+local call_object = require "graphcall.call"
+local event_loop = require "graphcall.loop"
+local transport = require "graphcall.transport"
+local receiver = require "graphcall.receiver"
 
 local M = {}
 
@@ -23,6 +27,7 @@ M.DEFAULTS = {
   callback_uri = false,    -- default callbackUri of every call (https)
   graph_url = "https://graph.microsoft.com",
   endpoint = "v1.0",       -- "v1.0" | "beta" | "beta/app" | "beta/applications"
+  loop = false,            -- the graphcall.loop requests run on; default: graphcall.loop.default()
 }
 
 local ENDPOINTS = { ["v1.0"] = true, beta = true, ["beta/app"] = true, ["beta/applications"] = true }
@@ -55,21 +60,23 @@ function M.new(opts)
   for _, k in ipairs { "app_id", "tenant", "client_secret", "callback_uri", "graph_url", "endpoint" } do
     check_type(opts, k, "string")
   end
+  if opts.loop ~= nil and getmetatable(opts.loop) ~= event_loop.Loop then
+    fail("loop: expected a graphcall.loop, got %s", type(opts.loop))
+  end
   if opts.token ~= nil and type(opts.token) ~= "string" and type(opts.token) ~= "function" then
     fail("token: expected string or function, got %s", type(opts.token))
   end
   local app_id = opts.app_id
   if not app_id then fail("app_id: required") end
-  if not app_id:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
-    fail("app_id: expected a GUID, got '%s'", app_id)
-  end
+  local ok, err = pcall(core.check_guid, app_id, "app_id")
+  if not ok then fail("%s", err) end
   local endpoint = opts.endpoint or M.DEFAULTS.endpoint
   if not ENDPOINTS[endpoint] then
     fail("endpoint: unknown endpoint '%s' (v1.0, beta, beta/app, beta/applications)", endpoint)
   end
   local graph_url = opts.graph_url or M.DEFAULTS.graph_url
   for key, url in pairs { graph_url = graph_url, callback_uri = opts.callback_uri } do
-    local ok, err = pcall(core.check_url, url, key)
+    ok, err = pcall(core.check_url, url, key)
     if not ok then fail("%s", err) end
   end
 
@@ -79,6 +86,7 @@ function M.new(opts)
     callback_uri = opts.callback_uri,
     graph_url = graph_url:gsub("/+$", ""),
     endpoint = endpoint,
+    loop = opts.loop or event_loop.default(),
   }, Client)
   credentials[self] = { client_secret = opts.client_secret, token = opts.token }
   return self
@@ -113,6 +121,110 @@ end
 ---@return userdata
 function Client:prepare_join(spec)
   return build(self, spec, "join")
+end
+
+-- Send a request built by prepare_call/prepare_join and make a call object
+-- of the 201. Returns call | nil, err.
+local function create(self, req)
+  local token, terr = transport.token(self, credentials[self])
+  if not token then return nil, terr end
+  local r = transport.prepare({ method = req.method, url = req.url, body = req.body, create = true }, token)
+  local result = transport.perform(self.loop, r)
+  local err = transport.check(result, r, { [200] = true, [201] = true })
+  if err then return nil, err end
+  local data, derr = transport.decode(result, r)
+  if not data then return nil, derr end
+  if type(data.id) ~= "string" or data.id == "" then
+    return nil, transport.new_error { kind = "bad_response", status = result.status,
+      message = "the created call has no id", request_id = result.headers["request-id"] }
+  end
+  return call_object.new(self, data, result.headers.location)
+end
+
+--- Place a call: send what `prepare_call` builds, return the call object.
+-- Raises on a bad spec; returns nil, err (err.kind) on a runtime failure.
+---@param spec table
+---@return graphcall.Call|nil, table?
+function Client:call(spec)
+  return create(self, build(self, spec, "call"))
+end
+
+--- Join a meeting: send what `prepare_join` builds, return the call object.
+---@param spec table
+---@return graphcall.Call|nil, table?
+function Client:join(spec)
+  return create(self, build(self, spec, "join"))
+end
+
+--- Place many calls at once over one connection pool (at most the loop's
+-- max_in_flight at a time). Returns two lists indexed like `specs`: the
+-- call objects and the errors (exactly one of calls[i], errs[i] is set).
+---@param specs table[]
+---@return table calls, table errs
+function Client:call_many(specs)
+  if type(specs) ~= "table" then error("graphcall.call_many: expected a list of specs", 2) end
+  local reqs = {}
+  for i, spec in ipairs(specs) do reqs[i] = build(self, spec, "call") end
+  local token, terr = transport.token(self, credentials[self])
+  local calls, errs, left = {}, {}, #reqs
+  if not token then
+    for i = 1, #reqs do errs[i] = terr end
+    return calls, errs
+  end
+  for i, req in ipairs(reqs) do
+    local r = transport.prepare({ method = req.method, url = req.url, body = req.body, create = true }, token)
+    transport.submit(self.loop, r, function(result)
+      left = left - 1
+      local err = transport.check(result, r, { [200] = true, [201] = true })
+      local data
+      if not err then data, err = transport.decode(result, r) end
+      if err then errs[i] = err else calls[i] = call_object.new(self, data, result.headers.location) end
+    end)
+  end
+  self.loop:run_until(function() return left == 0 end)
+  return calls, errs
+end
+
+local function call_url(self, id)
+  if type(id) ~= "string" or not id:match("^[%w%-]+$") then
+    error(("graphcall: expected a call id, got %s"):format(type(id) == "string" and ("'" .. id .. "'") or type(id)), 3)
+  end
+  return self.graph_url .. core.calls_path(self.endpoint, self.app_id) .. "/" .. id
+end
+
+local function simple(self, method, url, expected)
+  local token, terr = transport.token(self, credentials[self])
+  if not token then return nil, terr end
+  local r = transport.prepare({ method = method, url = url }, token)
+  local result = transport.perform(self.loop, r)
+  local err = transport.check(result, r, expected)
+  if err then return nil, err end
+  return result, r
+end
+
+--- Hang up a call: `DELETE .../calls/{id}` (204). Returns true, or nil, err.
+---@param id string
+---@return boolean|nil, table?
+function Client:hangup(id)
+  local ok, err = simple(self, "DELETE", call_url(self, id), { [200] = true, [202] = true, [204] = true })
+  if not ok then return nil, err end
+  return true
+end
+
+--- Read a call: `GET .../calls/{id}`. Returns the decoded call resource, or nil, err.
+---@param id string
+---@return table|nil, table?
+function Client:get_call(id)
+  local result, r = simple(self, "GET", call_url(self, id), { [200] = true })
+  if not result then return nil, r end
+  return transport.decode(result, r)
+end
+
+--- Receive notifications: an HTTP endpoint on this client's loop.
+-- See `graphcall.receiver.DEFAULTS` for the options.
+-- @return graphcall.Receiver, or nil, err (err.kind "listen") when the port is taken
+function Client:receiver(opts)
+  return receiver.new(self.loop, opts)
 end
 
 function Client:__tostring()

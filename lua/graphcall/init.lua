@@ -9,6 +9,7 @@
 -- @module graphcall
 local core = require "graphcall.core"
 local client = require "graphcall.client"
+local event_loop = require "graphcall.loop"
 
 local M = {
   _NAME = "graphcall",
@@ -20,6 +21,36 @@ local M = {
 --- Create a client. See `graphcall.client.DEFAULTS` for the options.
 -- @function new
 M.new = client.new
+
+--- Create a separate event loop (most bots use the default one).
+-- See `graphcall.loop.DEFAULTS` for the options.
+-- @function new_loop
+M.new_loop = event_loop.new
+
+--- Run the event loop: receive notifications, finish requests, fire timers.
+-- Returns true when `done()` became true or `stop()` was called, false when
+-- `timeout` seconds passed first.
+---@param opts? {loop?: table, timeout?: number, done?: fun(): boolean}
+---@return boolean
+function M.run(opts)
+  opts = event_loop.check_options("graphcall.run", opts, { loop = false, timeout = false, done = false })
+  local loop = opts.loop or event_loop.default()
+  return loop:run_until(opts.done or nil, opts.timeout or nil)
+end
+
+--- One non-blocking round of the default loop (or wait up to `timeout`
+-- seconds), for scripts that drive their own loop. Returns true when
+-- something ran.
+---@param timeout? number
+---@return boolean
+function M.step(timeout)
+  return event_loop.default():step(timeout or 0)
+end
+
+--- Make `graphcall.run` return.
+function M.stop()
+  event_loop.default():stop()
+end
 
 local function tagged(kind, t, level)
   if type(t) ~= "table" then

@@ -1,0 +1,219 @@
+--- The event loop: one thread waits on libcurl's transfers and the receivers'
+-- sockets at once (`graphcall.http:poll` with the servers' fds), then runs
+-- what became ready: finished requests, received HTTP requests, due timers.
+--
+-- Everything a bot does runs from here, so a handler may itself send
+-- requests (`client:call` inside a notification handler runs a nested step)
+-- without deadlock. Callbacks run under `xpcall`; an error goes to the
+-- loop's error hook with its traceback and never stops the loop.
+-- @module graphcall.loop
+local core = require "graphcall.core"
+
+local M = {}
+
+---@class graphcall.Loop
+local Loop = {}
+Loop.__index = Loop
+Loop.__name = "graphcall.loop"
+
+--- Options of `loop.new`, with defaults.
+M.DEFAULTS = {
+  clock = core.monotonic,      -- function returning seconds; specs inject their own
+  connect_timeout = 10,        -- seconds, per request
+  timeout = 30,                -- seconds, per request, all included
+  max_response_bytes = 4 * 1024 * 1024,
+  max_in_flight = 32,          -- concurrent requests; more wait their turn
+  on_error = false,            -- function(err, traceback); default: keep the last 100 in loop.errors
+}
+
+local function check_options(name, opts, defaults)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error(("%s: expected an options table, got %s"):format(name, type(opts)), 3) end
+  local out = {}
+  for k, v in pairs(opts) do
+    if defaults[k] == nil then error(("%s: unknown option '%s'"):format(name, tostring(k)), 3) end
+    out[k] = v
+  end
+  for k, v in pairs(defaults) do
+    if out[k] == nil and v ~= false then out[k] = v end
+  end
+  return out
+end
+M.check_options = check_options
+
+--- Create a loop. Most bots use the default one (`loop.default()`).
+---@param opts? table
+---@return graphcall.Loop
+function M.new(opts)
+  opts = check_options("graphcall.loop.new", opts, M.DEFAULTS)
+  local self = setmetatable({
+    clock = opts.clock,
+    http = core.http {
+      connect_timeout_ms = math.floor(opts.connect_timeout * 1000),
+      timeout_ms = math.floor(opts.timeout * 1000),
+      max_response_bytes = opts.max_response_bytes,
+      max_in_flight = opts.max_in_flight,
+    },
+    on_error = opts.on_error,
+    errors = {},
+    callbacks = {},      -- transfer id -> function(result)
+    servers = {},        -- list of { server =, handler = }
+    timers = {},         -- list of { at =, fn = }, unordered (few timers)
+    stopped = false,
+  }, Loop)
+  return self
+end
+
+local default
+--- The process-wide loop that clients use unless given another.
+---@return graphcall.Loop
+function M.default()
+  if not default then default = M.new() end
+  return default
+end
+
+--- Report a callback error through the hook (never raises).
+function Loop:report(err, traceback)
+  if self.on_error then
+    local ok = pcall(self.on_error, err, traceback)
+    if ok then return end
+  end
+  local list = self.errors
+  list[#list + 1] = { error = err, traceback = traceback }
+  if #list > 100 then table.remove(list, 1) end
+end
+
+--- Run fn(...) under xpcall; errors go to the hook. Returns ok, results...
+function Loop:protect(fn, ...)
+  return xpcall(fn, function(e)
+    self:report(e, debug.traceback(tostring(e), 2))
+    return e
+  end, ...)
+end
+
+--- Send an HTTP request; `callback(result)` runs from the loop when it ends.
+-- @tparam table req `{ method=, url=, headers=, body=, create= }`
+-- @treturn integer the transfer id
+function Loop:request(req, callback)
+  local id = self.http:submit(req)
+  self.callbacks[id] = callback
+  return id
+end
+
+--- Serve `server`; `handler(request)` runs for each complete request and
+-- must answer it (`server:respond`). A handler error answers 500.
+function Loop:add_server(server, handler)
+  self.servers[#self.servers + 1] = { server = server, handler = handler }
+end
+
+function Loop:remove_server(server)
+  for i, s in ipairs(self.servers) do
+    if s.server == server then
+      table.remove(self.servers, i)
+      return
+    end
+  end
+end
+
+--- Run `fn` after `delay` seconds. Returns a handle for `cancel_timer`.
+function Loop:timer(delay, fn)
+  local t = { at = self.clock() + delay, fn = fn }
+  self.timers[#self.timers + 1] = t
+  return t
+end
+
+function Loop:cancel_timer(t)
+  for i, x in ipairs(self.timers) do
+    if x == t then
+      table.remove(self.timers, i)
+      return true
+    end
+  end
+  return false
+end
+
+function Loop:stop()
+  self.stopped = true
+end
+
+-- How long the next wait may last, in ms: up to `limit` seconds, less when a
+-- timer or a server's own timer is due sooner.
+function Loop:wait_ms(limit)
+  local now, wait = self.clock(), limit
+  for _, t in ipairs(self.timers) do
+    wait = math.min(wait, t.at - now)
+  end
+  local ms = math.max(0, math.floor(wait * 1000 + 0.5))
+  for _, s in ipairs(self.servers) do
+    local st = s.server:timeout()
+    if st >= 0 then ms = math.min(ms, st) end
+  end
+  local ct = self.http:timeout()
+  if ct >= 0 and self.http:pending() > 0 then ms = math.min(ms, math.max(ct, 1)) end
+  return ms
+end
+
+local function serve(self, entry)
+  local server = entry.server
+  server:run()
+  while true do
+    local req = server:next()
+    if not req then break end
+    local ok = self:protect(entry.handler, req)
+    if not ok then pcall(server.respond, server, req.id, 500, '{"error":{"code":"handlerError"}}',
+      { ["content-type"] = "application/json" }) end
+  end
+end
+
+--- One round: wait up to `timeout` seconds for anything to happen, then run
+-- what became ready. Returns true when something ran.
+---@param timeout? number seconds (default 0: do not wait)
+function Loop:step(timeout)
+  local fds = {}
+  for i, s in ipairs(self.servers) do fds[i] = s.server:fd() end
+  local results = self.http:poll(self:wait_ms(timeout or 0), fds)
+  local did = #results > 0
+  for _, r in ipairs(results) do
+    local cb = self.callbacks[r.id]
+    self.callbacks[r.id] = nil
+    if cb then self:protect(cb, r) end
+  end
+  -- servers (a copy: a handler may add or remove one)
+  for _, entry in ipairs({ table.unpack(self.servers) }) do serve(self, entry) end
+  local now, due = self.clock(), {}
+  for i = #self.timers, 1, -1 do
+    if self.timers[i].at <= now then
+      due[#due + 1] = table.remove(self.timers, i)
+    end
+  end
+  table.sort(due, function(a, b) return a.at < b.at end)
+  for _, t in ipairs(due) do
+    did = true
+    self:protect(t.fn)
+  end
+  return did
+end
+
+--- Step until `done()` returns true, `stop()` is called, or `timeout` seconds
+-- pass. Returns true when `done()` became true (or stop() was called).
+---@param done? fun(): boolean
+---@param timeout? number
+function Loop:run_until(done, timeout)
+  local deadline = timeout and self.clock() + timeout
+  self.stopped = false
+  while not (done and done()) do
+    if self.stopped then return true end
+    local now = self.clock()
+    if deadline and now >= deadline then return false end
+    self:step(deadline and math.min(1, deadline - now) or 1)
+  end
+  return true
+end
+
+function Loop:close()
+  self.http:close()
+  self.servers, self.timers, self.callbacks = {}, {}, {}
+end
+
+M.Loop = Loop
+return M

@@ -1,0 +1,106 @@
+--- The receiver: the HTTP endpoint behind the bot's callbackUri. It accepts
+-- POSTs of notifications on one path, parses them, hands valid batches to
+-- the handler and answers 202; a malformed body gets 400 and never reaches
+-- the handler; a handler error gets 500 and the receiver keeps serving.
+-- Wrong paths (404), methods (405), content types (415) and bodies over the
+-- limit (413) are refused by the C server before any Lua runs.
+-- @module graphcall.receiver
+local core = require "graphcall.core"
+local graphcall_loop = require "graphcall.loop"
+local cjson = require("cjson.safe").new()
+
+local M = {}
+
+--- Options of `client:receiver`, with defaults.
+M.DEFAULTS = {
+  host = "127.0.0.1",
+  port = 0,                  -- 0 picks a free port; see rx:port()
+  path = "/api/calls",
+  handler = false,           -- function(batch, request): batch is graphcall.notifications
+  max_body = 262144,         -- bytes; larger bodies get 413
+  max_connections = 64,
+  max_per_ip = 16,
+  idle_timeout = 10,         -- seconds without a byte before a connection is closed
+  request_timeout = 30,      -- seconds for a whole request
+  tls_cert = false,          -- PEM: serve HTTPS directly (usually a proxy terminates TLS)
+  tls_key = false,
+}
+
+---@class graphcall.Receiver
+local Receiver = {}
+Receiver.__index = Receiver
+Receiver.__name = "graphcall.receiver"
+
+local JSON = { ["content-type"] = "application/json" }
+
+local function error_body(code, message)
+  return cjson.encode { error = { code = code, message = message } }
+end
+
+function Receiver:handle(req)
+  local batch, err = core.parse_notifications(req.body, self.max_body)
+  if not batch then
+    self.rejected = self.rejected + 1
+    self.server:respond(req.id, 400, error_body("badRequest", err.message), JSON)
+    return
+  end
+  self.accepted = self.accepted + 1
+  local ok = true
+  if self.handler then ok = self.loop:protect(self.handler, batch, req) end
+  if ok then
+    self.server:respond(req.id, 202)
+  else
+    self.server:respond(req.id, 500, error_body("handlerError", "the bot's handler failed"), JSON)
+  end
+end
+
+--- Create a receiver served by `loop`. Use `client:receiver(opts)`.
+function M.new(loop, opts)
+  opts = graphcall_loop.check_options("graphcall.receiver", opts, M.DEFAULTS)
+  if opts.handler and type(opts.handler) ~= "function" then
+    error("graphcall.receiver: handler must be a function", 3)
+  end
+  if type(opts.path) ~= "string" or opts.path:sub(1, 1) ~= "/" then
+    error("graphcall.receiver: path must start with '/'", 3)
+  end
+  local server, err = core.server {
+    host = opts.host, port = opts.port, paths = { opts.path }, methods = { "POST" },
+    content_types = { "application/json" }, max_body = opts.max_body,
+    max_connections = opts.max_connections, max_per_ip = opts.max_per_ip,
+    idle_timeout = opts.idle_timeout, request_timeout = opts.request_timeout,
+    tls_cert = opts.tls_cert or nil, tls_key = opts.tls_key or nil,
+  }
+  if not server then return nil, err end
+  local self = setmetatable({
+    loop = loop, server = server, handler = opts.handler or nil, path = opts.path,
+    host = opts.host, max_body = opts.max_body, tls = opts.tls_cert and true or false,
+    accepted = 0, rejected = 0,
+  }, Receiver)
+  loop:add_server(server, function(req) self:handle(req) end)
+  return self
+end
+
+--- The port the receiver listens on.
+function Receiver:port()
+  return self.server:port()
+end
+
+--- The receiver's own URL, e.g. "http://127.0.0.1:40123/api/calls" (the
+-- callbackUri to use with the local emulator).
+function Receiver:url()
+  return ("%s://%s:%d%s"):format(self.tls and "https" or "http", self.host, self.server:port(), self.path)
+end
+
+--- Stop serving; idempotent.
+function Receiver:close()
+  self.loop:remove_server(self.server)
+  self.server:close()
+end
+Receiver.__close = Receiver.close
+
+function Receiver:__tostring()
+  return ("graphcall.receiver: %s (%d accepted, %d rejected)"):format(
+    self.server and tostring(self.server) or "?", self.accepted, self.rejected)
+end
+
+return M
