@@ -3,8 +3,7 @@
 #   make deps    install the Debian packages graphcall needs (apt-get, as root)
 #   make         build build/graphcall/core.so
 #   make test    deps + build + luacheck + busted under Lua 5.4
-#   make demo    deps + build + the seed's requests and notifications, offline
-#                (the demo bot against the local emulator comes with the emulator)
+#   make demo    deps + build + the demo bot against the local Graph emulator
 
 LUA      ?= lua5.4
 CC       ?= cc
@@ -63,7 +62,7 @@ LUA_ENV = LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@$(LUA_ENV) $(LUA) examples/seed_requests.lua
+	@$(LUA_ENV) $(LUA) examples/demo_bot.lua
 
 clean:
 	rm -rf build

@@ -307,3 +307,45 @@ describe("many calls at once", function()
     w.close()
   end)
 end)
+
+describe("https", function()
+  local dir, cert, key
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute(("mkdir -p %q && openssl req -x509 -newkey rsa:2048 -nodes -keyout %q/k.pem -out %q/c.pem "
+      .. "-days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null"):format(dir, dir, dir)))
+    cert = assert(io.open(dir .. "/c.pem")):read("a")
+    key = assert(io.open(dir .. "/k.pem")):read("a")
+  end)
+
+  teardown(function() os.execute(("rm -rf %q"):format(dir)) end)
+
+  local function fetch(loop, url)
+    local result
+    loop:request({ method = "GET", url = url }, function(r) result = r end)
+    assert.is_true(loop:run_until(function() return result end, 5))
+    return result
+  end
+
+  it("verifies the peer always: an unknown CA is a tls failure, a given ca_file is trusted", function()
+    local server = assert(require("graphcall.core").server { tls_cert = cert, tls_key = key })
+    local url = ("https://127.0.0.1:%d/x"):format(server:port())
+    local plain = graphcall.new_loop { timeout = 5 }
+    local trusting = graphcall.new_loop { timeout = 5, ca_file = dir .. "/c.pem" }
+    for _, loop in ipairs { plain, trusting } do
+      loop:add_server(server, function(req) server:respond(req.id, 200, "hello") end)
+    end
+    local r = fetch(plain, url)
+    assert.equal("tls", r.failure)
+    r = fetch(trusting, url)
+    assert.is_nil(r.failure)
+    assert.same({ 200, "hello" }, { r.status, r.body })
+    local err = require("graphcall.transport").check(fetch(plain, url), { method = "GET", url = url }, {})
+    assert.equal("tls", err.kind)
+    plain:close()
+    trusting:close()
+    server:close()
+  end)
+end)

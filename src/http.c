@@ -196,11 +196,13 @@ static int field_integer(lua_State *L, int t, const char *key, lua_Integer dflt,
 	return (int)v;
 }
 
-/* core.http{ connect_timeout_ms=, timeout_ms=, max_response_bytes=, max_in_flight= } */
+/* core.http{ connect_timeout_ms=, timeout_ms=, max_response_bytes=, max_in_flight=,
+ *            ca_file= } -- ca_file: PEM bundle trusted instead of the system's */
 int gc_l_http(lua_State *L)
 {
 	static const char *const keys[] = {
-		"connect_timeout_ms", "timeout_ms", "max_response_bytes", "max_in_flight", NULL
+		"connect_timeout_ms", "timeout_ms", "max_response_bytes", "max_in_flight",
+		"ca_file", NULL
 	};
 	gc_http *h;
 	int connect_ms, total_ms, max_response, in_flight;
@@ -213,11 +215,16 @@ int gc_l_http(lua_State *L)
 	total_ms = field_integer(L, 1, "timeout_ms", 30000, 1, 3600000);
 	max_response = field_integer(L, 1, "max_response_bytes", 4 * 1024 * 1024, 1, 1 << 30);
 	in_flight = field_integer(L, 1, "max_in_flight", 32, 1, 1024);
+	lua_getfield(L, 1, "ca_file");
+	luaL_argcheck(L, lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING, 1,
+	              "ca_file must be a path");
 
-	h = lua_newuserdatauv(L, sizeof *h, 0);
+	h = lua_newuserdatauv(L, sizeof *h, 1);
 	memset(h, 0, sizeof *h);
 	h->closed = 1; /* until the multi handle exists */
 	luaL_setmetatable(L, GC_HTTP_MT);
+	lua_insert(L, -2);
+	lua_setiuservalue(L, -2, 1);        /* the CA file path, kept by the userdata */
 	h->multi = curl_multi_init();
 	if (!h->multi)
 		return luaL_error(L, "graphcall.http: out of memory");
@@ -304,6 +311,7 @@ static int http_submit(lua_State *L)
 	if (!lua_isnil(L, 6))
 		body = luaL_checklstring(L, 6, &body_len);
 	create = lua_toboolean(L, 7);
+	lua_getiuservalue(L, 1, 1);         /* ca_file or nil, at index 8 */
 
 	/* From here on nothing raises until the transfer is queued. */
 	if (!(t = calloc(1, sizeof *t)))
@@ -348,6 +356,8 @@ static int http_submit(lua_State *L)
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (lua_type(L, 8) == LUA_TSTRING)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, lua_tostring(L, 8));
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);

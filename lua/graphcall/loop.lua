@@ -23,6 +23,7 @@ M.DEFAULTS = {
   timeout = 30,                -- seconds, per request, all included
   max_response_bytes = 4 * 1024 * 1024,
   max_in_flight = 32,          -- concurrent requests; more wait their turn
+  ca_file = false,             -- PEM bundle to trust instead of the system's (https is always verified)
   on_error = false,            -- function(err, traceback); default: keep the last 100 in loop.errors
 }
 
@@ -53,6 +54,7 @@ function M.new(opts)
       timeout_ms = math.floor(opts.timeout * 1000),
       max_response_bytes = opts.max_response_bytes,
       max_in_flight = opts.max_in_flight,
+      ca_file = opts.ca_file or nil,
     },
     on_error = opts.on_error,
     errors = {},
