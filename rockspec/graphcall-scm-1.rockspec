@@ -30,7 +30,7 @@ build = {
   modules = {
     ["graphcall.core"] = {
       sources = {
-        "src/core.c", "src/http.c", "src/joinlink.c", "src/notification.c", "src/request.c",
+        "src/core.c", "src/http.c", "src/joinlink.c", "src/jwt.c", "src/notification.c", "src/request.c",
         "src/server.c", "src/util.c",
       },
       defines = { "_DEFAULT_SOURCE" },

@@ -57,7 +57,12 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "new_error", gc_l_new_error },
 		{ "http", gc_l_http },
 		{ "server", gc_l_server },
+		{ "jwt_verifier", gc_l_jwt_verifier },
+		{ "jwt_signer", gc_l_jwt_signer },
 		{ "uuid", gc_l_uuid },
+		{ "url_encode", gc_l_url_encode },
+		{ "url_decode", gc_l_url_decode },
+		{ "http_date", gc_l_http_date },
 		{ "monotonic", gc_l_monotonic },
 		{ NULL, NULL }
 	};
@@ -74,6 +79,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	gc_open_notification(L);
 	gc_open_http(L);
 	gc_open_server(L);
+	gc_open_jwt(L);
 
 	luaL_newlibtable(L, funcs);
 	push_state(L);

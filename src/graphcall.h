@@ -21,6 +21,8 @@
 #define GC_ERROR_MT "graphcall.error"
 #define GC_HTTP_MT "graphcall.http"
 #define GC_SERVER_MT "graphcall.server"
+#define GC_VERIFIER_MT "graphcall.jwt_verifier"
+#define GC_SIGNER_MT "graphcall.jwt_signer"
 
 /* Limits of the notification parser (documented in the README). */
 #define GC_NOTIFY_MAX_BYTES_DEFAULT (1024 * 1024)
@@ -79,6 +81,7 @@ void gc_open_request(lua_State *L);
 void gc_open_notification(lua_State *L);
 void gc_open_http(lua_State *L);
 void gc_open_server(lua_State *L);
+void gc_open_jwt(lua_State *L);
 
 int gc_l_build_request(lua_State *L);
 int gc_l_check_url(lua_State *L);
@@ -89,7 +92,12 @@ int gc_l_parse_join_url(lua_State *L);
 int gc_l_new_error(lua_State *L);
 int gc_l_http(lua_State *L);
 int gc_l_server(lua_State *L);
+int gc_l_jwt_verifier(lua_State *L);
+int gc_l_jwt_signer(lua_State *L);
 int gc_l_uuid(lua_State *L);
+int gc_l_url_encode(lua_State *L);
+int gc_l_url_decode(lua_State *L);
+int gc_l_http_date(lua_State *L);
 int gc_l_monotonic(lua_State *L);
 
 #endif

@@ -9,6 +9,7 @@
  * nothing that close() would not free. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/rand.h>
@@ -273,14 +274,16 @@ static void check_header_text(lua_State *L, int idx, const char *what)
 			luaL_error(L, "graphcall.http: header %s contains a control character", what);
 }
 
-/* h:submit{ method=, url=, headers={name=value}, body=?, create=? } -> id */
+/* h:submit{ method=, url=, headers={name=value}, body=?, create=?, urgent=? } -> id
+ * urgent: start at once, outside the bound on requests in flight (key and
+ * token fetches that other requests wait for must not queue behind them). */
 static int http_submit(lua_State *L)
 {
-	static const char *const keys[] = { "method", "url", "headers", "body", "create", NULL };
+	static const char *const keys[] = { "method", "url", "headers", "body", "create", "urgent", NULL };
 	gc_http *h = check_http(L);
 	const char *method, *url, *body = NULL;
 	size_t body_len = 0;
-	int create;
+	int create, urgent;
 	transfer *t;
 	CURL *easy;
 
@@ -310,8 +313,11 @@ static int http_submit(lua_State *L)
 	}
 	if (!lua_isnil(L, 6))
 		body = luaL_checklstring(L, 6, &body_len);
+	luaL_argcheck(L, !body || strcmp(method, "GET") != 0, 2, "a GET has no body");
 	create = lua_toboolean(L, 7);
 	lua_getiuservalue(L, 1, 1);         /* ca_file or nil, at index 8 */
+	lua_getfield(L, 2, "urgent");       /* at index 9 */
+	urgent = lua_toboolean(L, 9);
 
 	/* From here on nothing raises until the transfer is queued. */
 	if (!(t = calloc(1, sizeof *t)))
@@ -375,8 +381,12 @@ static int http_submit(lua_State *L)
 	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
 		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-	list_push(&h->waiting, t);
-	start_waiting(h);
+	if (urgent && curl_multi_add_handle(h->multi, easy) == CURLM_OK) {
+		list_push(&h->active, t);
+	} else {
+		list_push(&h->waiting, t);
+		start_waiting(h);
+	}
 	lua_pushinteger(L, t->id);
 	return 1;
 }
@@ -553,6 +563,71 @@ static int http_tostring(lua_State *L)
 	else
 		lua_pushfstring(L, GC_HTTP_MT ": %I in flight, %I waiting",
 		                (lua_Integer)h->active.count, (lua_Integer)h->waiting.count);
+	return 1;
+}
+
+/* core.url_encode(s) -> s percent-encoded for a form or a query
+ * (application/x-www-form-urlencoded values: the token request). */
+int gc_l_url_encode(lua_State *L)
+{
+	size_t len, n;
+	const char *s = luaL_checklstring(L, 1, &len);
+	luaL_Buffer b;
+	char *out, *enc;
+
+	luaL_argcheck(L, len <= 65536, 1, "longer than 64 KiB");
+	/* Room first: no libcurl memory is live while Lua may raise. */
+	out = luaL_buffinitsize(L, &b, 3 * len + 1);
+	if (!(enc = curl_easy_escape(NULL, s, (int)len)))
+		return luaL_error(L, "graphcall.url_encode: out of memory");
+	n = strlen(enc);
+	memcpy(out, enc, n);
+	curl_free(enc);
+	luaL_pushresultsize(&b, n);
+	return 1;
+}
+
+/* core.url_decode(s) -> s with %XX decoded and '+' as a space (a form
+ * value), or nil when the result is not clean UTF-8 text. */
+int gc_l_url_decode(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	luaL_Buffer b;
+	char *out, *dec;
+	int outlen = 0;
+
+	luaL_argcheck(L, len <= 65536, 1, "longer than 64 KiB");
+	if (len == 0) {
+		lua_pushliteral(L, "");
+		return 1;
+	}
+	out = luaL_buffinitsize(L, &b, len); /* decoding never lengthens */
+	for (size_t i = 0; i < len; i++) /* '+' is a space, "%2B" a plus */
+		out[i] = s[i] == '+' ? ' ' : s[i];
+	if (!(dec = curl_easy_unescape(NULL, out, (int)len, &outlen)))
+		return luaL_error(L, "graphcall.url_decode: out of memory");
+	memcpy(out, dec, (size_t)outlen);
+	curl_free(dec);
+	if (!gc_utf8_valid(out, (size_t)outlen, NULL) || memchr(out, 0, (size_t)outlen)) {
+		lua_pushnil(L);
+		return 1;
+	}
+	luaL_pushresultsize(&b, (size_t)outlen);
+	return 1;
+}
+
+/* core.http_date(s) -> seconds since the epoch, or nil: the three date
+ * formats of HTTP (IMF-fixdate, RFC 850, asctime), e.g. in Retry-After. */
+int gc_l_http_date(lua_State *L)
+{
+	const char *s = luaL_checkstring(L, 1);
+	time_t t = curl_getdate(s, NULL);
+
+	if (t == -1)
+		lua_pushnil(L);
+	else
+		lua_pushinteger(L, (lua_Integer)t);
 	return 1;
 }
 
