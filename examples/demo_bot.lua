@@ -27,6 +27,8 @@ local client = graphcall.new {
   graph_url = graph_url,
 }
 local rx = assert(client:receiver {
+  -- the emulator publishes its signing keys like Graph does; with real Graph leave this out
+  openid_url = graph_url .. "/v1/.well-known/OpenIdConfiguration",
   handler = function(batch)
     for _, n in ipairs(batch) do
       states[n.call_id] = n.state

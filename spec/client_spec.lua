@@ -16,8 +16,8 @@ local function world(opts)
     max_in_flight = opts.max_in_flight }
   w.emu = assert(emulator.start { loop = w.loop, token = "tok", notify_delay = 0 })
   w.client = graphcall.new { app_id = APP_ID, token = opts.token or "tok", graph_url = opts.graph_url or w.emu.url,
-    endpoint = opts.endpoint, loop = w.loop }
-  w.rx = assert(w.client:receiver { handler = function(batch)
+    endpoint = opts.endpoint, loop = w.loop, max_retries = opts.max_retries }
+  w.rx = assert(w.client:receiver { openid_url = w.emu.openid_url, handler = function(batch)
     for _, n in ipairs(batch) do
       w.heard[#w.heard + 1] = n
       local list = w.by_call[n.call_id] or {}
@@ -27,6 +27,14 @@ local function world(opts)
   end })
   function w.until_heard(count)
     assert.is_true(w.loop:run_until(function() return #w.heard >= count and w.emu:idle() end, 5))
+  end
+  -- the requests to Graph's calls API (not the key and token fetches)
+  function w.graph_requests()
+    local list = {}
+    for _, r in ipairs(w.emu.requests) do
+      if r.path:find("/calls") then list[#list + 1] = r end
+    end
+    return list
   end
   function w.close()
     w.rx:close()
@@ -77,7 +85,7 @@ describe("every seed scenario on loopback", function()
             callback_uri = w.rx:url() }.path .. "/" .. call.id, call.location)
 
           -- what went on the wire is exactly what prepare_* builds
-          local sent = w.emu.requests[1]
+          local sent = w.graph_requests()[1]
           local req = w.client["prepare_" .. s[2]](w.client, spec)
           assert.equal("POST", sent.method)
           assert.equal(req.path, sent.path)
@@ -128,7 +136,8 @@ describe("client requests", function()
     assert.equal("8522", err.code)
     assert.equal("Call not found.", err.message)
     assert.matches(UUID4, err.request_id)
-    assert.equal(w.emu.requests[#w.emu.requests].headers["client-request-id"], err.client_request_id)
+    local graph = w.graph_requests()
+    assert.equal(graph[#graph].headers["client-request-id"], err.client_request_id)
     assert.equal("graph: Call not found.", tostring(err))
     assert.has_error(function() w.client:hangup("../x") end, "graphcall: expected a call id, got '../x'")
   end)
@@ -162,7 +171,8 @@ describe("client requests", function()
   it("without a token, sending raises", function()
     local c = graphcall.new { app_id = APP_ID, graph_url = w.emu.url, loop = w.loop }
     assert.has_error(function() c:call { callback_uri = w.rx:url(), targets = { graphcall.user { id = "u" } } } end,
-      "graphcall: the client has no token (give graphcall.new{ token = ... })")
+      "graphcall: the client has no credentials (give graphcall.new{ token = ... } or "
+      .. "{ tenant = ..., client_secret = ... })")
   end)
 
   it("the emulator validates bodies like Graph, with Graph's codes", function()
@@ -202,17 +212,30 @@ describe("faults, each with its error kind", function()
     assert.equal("http://127.0.0.1:1/v1.0/communications/calls", err.url)
   end)
 
-  it("429 and 503 with Retry-After: graph errors carrying retry_after, never retried", function()
-    local w = world()
+  it("429 with Retry-After is a graph error carrying retry_after once retries are used up", function()
+    local w = world { max_retries = 0 }
     w.emu:fail_next { status = 429, retry_after = 7 }
-    w.emu:fail_next { status = 503, retry_after = 2 }
     local call, err = w.client:call(spec(w))
     assert.is_nil(call)
     assert.same({ "graph", 429, "TooManyRequests", 7 }, { err.kind, err.status, err.code, err.retry_after })
-    call, err = w.client:call(spec(w))
+    assert.equal(1, #w.graph_requests())
+    w.close()
+  end)
+
+  it("503 on a create is an unknown outcome, never retried; on a read a graph error", function()
+    local w = world { max_retries = 0 }
+    w.emu:fail_next { status = 503, retry_after = 2 }
+    local call, err = w.client:call(spec(w))
     assert.is_nil(call)
-    assert.same({ "graph", 503, "ServiceUnavailable", 2 }, { err.kind, err.status, err.code, err.retry_after })
-    assert.equal(2, #w.emu.requests)
+    assert.same({ "unknown_outcome", 503, "ServiceUnavailable", "graph" },
+      { err.kind, err.status, err.code, err.cause })
+    assert.matches(UUID4, err.client_request_id)
+    w.emu:fail_next { status = 503 }
+    local data
+    data, err = w.client:get_call("some-id")
+    assert.is_nil(data)
+    assert.same({ "graph", 503 }, { err.kind, err.status })
+    assert.equal(2, #w.graph_requests())
     w.close()
   end)
 
@@ -238,7 +261,8 @@ describe("faults, each with its error kind", function()
     local call, err = w.client:call(spec(w))
     assert.is_nil(call)
     assert.equal("unknown_outcome", err.kind)
-    assert.equal(2, #w.emu.requests)
+    assert.equal(2, #w.graph_requests())
+    assert.equal(1, w.emu.created)
     w.close()
   end)
 
@@ -292,11 +316,11 @@ describe("many calls at once", function()
         ids[calls[i].id] = true
       else
         failed = failed + 1
-        assert.equal(503, errs[i].status)
+        assert.same({ "unknown_outcome", 503 }, { errs[i].kind, errs[i].status })
       end
     end
     assert.same({ 19, 1 }, { ok, failed })
-    assert.equal(20, #w.emu.requests)
+    assert.equal(20, #w.graph_requests())
     w.until_heard(38)
     local established = 0
     for id in pairs(ids) do

@@ -5,6 +5,7 @@ local call_object = require "graphcall.call"
 local event_loop = require "graphcall.loop"
 local transport = require "graphcall.transport"
 local receiver = require "graphcall.receiver"
+local token_source = require "graphcall.token"
 
 local M = {}
 
@@ -28,13 +29,16 @@ M.DEFAULTS = {
   graph_url = "https://graph.microsoft.com",
   endpoint = "v1.0",       -- "v1.0" | "beta" | "beta/app" | "beta/applications"
   loop = false,            -- the graphcall.loop requests run on; default: graphcall.loop.default()
+  login_url = "https://login.microsoftonline.com", -- the identity platform (token endpoint)
+  max_retries = 3,         -- retries of a throttled or unavailable request (429, 503, 504)
+  max_retry_wait = 60,     -- seconds: the longest wait before one retry (Retry-After is capped to it)
 }
 
 local ENDPOINTS = { ["v1.0"] = true, beta = true, ["beta/app"] = true, ["beta/applications"] = true }
 
--- Credentials live outside the client table so that dumping or printing a
--- client never shows them.
-local credentials = setmetatable({}, { __mode = "k" })
+-- Token sources live outside the client table so that dumping or printing
+-- a client never shows a credential.
+local tokens = setmetatable({}, { __mode = "k" })
 
 local function fail(fmt, ...)
   error("graphcall.new: " .. fmt:format(...), 3)
@@ -57,9 +61,16 @@ function M.new(opts)
   for k in pairs(opts) do
     if M.DEFAULTS[k] == nil then fail("unknown option '%s'", tostring(k)) end
   end
-  for _, k in ipairs { "app_id", "tenant", "client_secret", "callback_uri", "graph_url", "endpoint" } do
+  for _, k in ipairs { "app_id", "tenant", "client_secret", "callback_uri", "graph_url", "endpoint", "login_url" } do
     check_type(opts, k, "string")
   end
+  for _, k in ipairs { "max_retries", "max_retry_wait" } do
+    if opts[k] ~= nil and (math.type(opts[k]) ~= "integer" or opts[k] < 0) then
+      fail("%s: expected a non-negative integer", k)
+    end
+  end
+  if opts.client_secret and not opts.tenant then fail("client_secret: needs tenant (the tenant id or domain)") end
+  if opts.client_secret and opts.token then fail("token: give either token or client_secret") end
   if opts.loop ~= nil and getmetatable(opts.loop) ~= event_loop.Loop then
     fail("loop: expected a graphcall.loop, got %s", type(opts.loop))
   end
@@ -75,7 +86,8 @@ function M.new(opts)
     fail("endpoint: unknown endpoint '%s' (v1.0, beta, beta/app, beta/applications)", endpoint)
   end
   local graph_url = opts.graph_url or M.DEFAULTS.graph_url
-  for key, url in pairs { graph_url = graph_url, callback_uri = opts.callback_uri } do
+  local login_url = opts.login_url or M.DEFAULTS.login_url
+  for key, url in pairs { graph_url = graph_url, callback_uri = opts.callback_uri, login_url = login_url } do
     ok, err = pcall(core.check_url, url, key)
     if not ok then fail("%s", err) end
   end
@@ -87,8 +99,13 @@ function M.new(opts)
     graph_url = graph_url:gsub("/+$", ""),
     endpoint = endpoint,
     loop = opts.loop or event_loop.default(),
+    max_retries = opts.max_retries or M.DEFAULTS.max_retries,
+    max_retry_wait = opts.max_retry_wait or M.DEFAULTS.max_retry_wait,
   }, Client)
-  credentials[self] = { client_secret = opts.client_secret, token = opts.token }
+  tokens[self] = token_source.new {
+    token = opts.token, client_secret = opts.client_secret, tenant = opts.tenant, app_id = app_id,
+    login_url = login_url:gsub("/+$", ""),
+  }
   return self
 end
 
@@ -123,16 +140,19 @@ function Client:prepare_join(spec)
   return build(self, spec, "join")
 end
 
--- Send a request built by prepare_call/prepare_join and make a call object
--- of the 201. Returns call | nil, err.
-local function create(self, req)
-  local token, terr = transport.token(self, credentials[self])
-  if not token then return nil, terr end
-  local r = transport.prepare({ method = req.method, url = req.url, body = req.body, create = true }, token)
-  local result = transport.perform(self.loop, r)
-  local err = transport.check(result, r, { [200] = true, [201] = true })
+-- What transport.send needs from a client.
+local function context(self)
+  return { loop = self.loop, tokens = tokens[self], client = self,
+           max_retries = self.max_retries, max_retry_wait = self.max_retry_wait }
+end
+
+local CREATED = { [200] = true, [201] = true }
+
+-- The call object for a create request's result, or nil, err.
+local function created(self, result, req)
+  local err = transport.check(result, req, CREATED)
   if err then return nil, err end
-  local data, derr = transport.decode(result, r)
+  local data, derr = transport.decode(result, req)
   if not data then return nil, derr end
   if type(data.id) ~= "string" or data.id == "" then
     return nil, transport.new_error { kind = "bad_response", status = result.status,
@@ -141,8 +161,17 @@ local function create(self, req)
   return call_object.new(self, data, result.headers.location)
 end
 
+-- Send a request built by prepare_call/prepare_join: call | nil, err.
+local function create(self, built)
+  local result, req = transport.send(context(self),
+    { method = built.method, url = built.url, body = built.body, create = true })
+  if not result then return nil, req end
+  return created(self, result, req)
+end
+
 --- Place a call: send what `prepare_call` builds, return the call object.
 -- Raises on a bad spec; returns nil, err (err.kind) on a runtime failure.
+-- Retried only when Graph cannot have acted on it (connection refused, 429).
 ---@param spec table
 ---@return graphcall.Call|nil, table?
 function Client:call(spec)
@@ -163,25 +192,18 @@ end
 ---@return table calls, table errs
 function Client:call_many(specs)
   if type(specs) ~= "table" then error("graphcall.call_many: expected a list of specs", 2) end
-  local reqs = {}
-  for i, spec in ipairs(specs) do reqs[i] = build(self, spec, "call") end
-  local token, terr = transport.token(self, credentials[self])
-  local calls, errs, left = {}, {}, #reqs
-  if not token then
-    for i = 1, #reqs do errs[i] = terr end
-    return calls, errs
+  local built = {}
+  for i, spec in ipairs(specs) do built[i] = build(self, spec, "call") end
+  local calls, errs, left = {}, {}, #built
+  local ctx = context(self)
+  for i, b in ipairs(built) do
+    transport.send_async(ctx, { method = b.method, url = b.url, body = b.body, create = true },
+      function(result, req)
+        left = left - 1
+        if result then calls[i], errs[i] = created(self, result, req) else errs[i] = req end
+      end)
   end
-  for i, req in ipairs(reqs) do
-    local r = transport.prepare({ method = req.method, url = req.url, body = req.body, create = true }, token)
-    transport.submit(self.loop, r, function(result)
-      left = left - 1
-      local err = transport.check(result, r, { [200] = true, [201] = true })
-      local data
-      if not err then data, err = transport.decode(result, r) end
-      if err then errs[i] = err else calls[i] = call_object.new(self, data, result.headers.location) end
-    end)
-  end
-  self.loop:run_until(function() return left == 0 end)
+  self.loop:wait(function() return left == 0 end)
   return calls, errs
 end
 
@@ -193,13 +215,11 @@ local function call_url(self, id)
 end
 
 local function simple(self, method, url, expected)
-  local token, terr = transport.token(self, credentials[self])
-  if not token then return nil, terr end
-  local r = transport.prepare({ method = method, url = url }, token)
-  local result = transport.perform(self.loop, r)
-  local err = transport.check(result, r, expected)
+  local result, req = transport.send(context(self), { method = method, url = url })
+  if not result then return nil, req end
+  local err = transport.check(result, req, expected)
   if err then return nil, err end
-  return result, r
+  return result, req
 end
 
 --- Hang up a call: `DELETE .../calls/{id}` (204). Returns true, or nil, err.
@@ -224,16 +244,16 @@ end
 -- See `graphcall.receiver.DEFAULTS` for the options.
 -- @return graphcall.Receiver, or nil, err (err.kind "listen") when the port is taken
 function Client:receiver(opts)
-  return receiver.new(self.loop, opts)
+  return receiver.new(self.loop, opts, self.app_id)
 end
 
 function Client:__tostring()
   return ("graphcall.client: app %s via %s/%s"):format(self.app_id, self.graph_url, self.endpoint)
 end
 
---- The credentials given to `new` (for the HTTP layer; never printed).
-function M.credentials(client)
-  return credentials[client]
+--- The client's token source (how many tokens it acquired, ...).
+function M.tokens(client)
+  return tokens[client]
 end
 
 M.Client = Client

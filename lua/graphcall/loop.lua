@@ -60,7 +60,8 @@ function M.new(opts)
     errors = {},
     callbacks = {},      -- transfer id -> function(result)
     servers = {},        -- list of { server =, handler = }
-    timers = {},         -- list of { at =, fn = }, unordered (few timers)
+    timers = {},         -- list of { at =, seq =, fn = }, unordered (few timers)
+    seq = 0,             -- creation order of timers: ties fire first come, first served
     stopped = false,
   }, Loop)
   return self
@@ -111,6 +112,7 @@ end
 function Loop:remove_server(server)
   for i, s in ipairs(self.servers) do
     if s.server == server then
+      s.removed = true -- a handler may remove (and close) its own server
       table.remove(self.servers, i)
       return
     end
@@ -119,7 +121,8 @@ end
 
 --- Run `fn` after `delay` seconds. Returns a handle for `cancel_timer`.
 function Loop:timer(delay, fn)
-  local t = { at = self.clock() + delay, fn = fn }
+  self.seq = self.seq + 1
+  local t = { at = self.clock() + delay, seq = self.seq, fn = fn }
   self.timers[#self.timers + 1] = t
   return t
 end
@@ -156,15 +159,30 @@ function Loop:wait_ms(limit)
 end
 
 local function serve(self, entry)
-  local server = entry.server
+  local server, served = entry.server, 0
+  if entry.removed then return 0 end
   server:run()
-  while true do
+  while not entry.removed do
     local req = server:next()
     if not req then break end
+    served = served + 1
     local ok = self:protect(entry.handler, req)
-    if not ok then pcall(server.respond, server, req.id, 500, '{"error":{"code":"handlerError"}}',
+    if not ok and not entry.removed then pcall(server.respond, server, req.id, 500, '{"error":{"code":"handlerError"}}',
       { ["content-type"] = "application/json" }) end
   end
+  return served
+end
+
+-- The earliest due timer created before this step (seq <= limit), or nil.
+local function next_due(self, now, limit)
+  local best, index
+  for i, t in ipairs(self.timers) do
+    if t.at <= now and t.seq <= limit and (not best or t.at < best.at or (t.at == best.at and t.seq < best.seq)) then
+      best, index = t, i
+    end
+  end
+  if best then table.remove(self.timers, index) end
+  return best
 end
 
 --- One round: wait up to `timeout` seconds for anything to happen, then run
@@ -181,15 +199,14 @@ function Loop:step(timeout)
     if cb then self:protect(cb, r) end
   end
   -- servers (a copy: a handler may add or remove one)
-  for _, entry in ipairs({ table.unpack(self.servers) }) do serve(self, entry) end
-  local now, due = self.clock(), {}
-  for i = #self.timers, 1, -1 do
-    if self.timers[i].at <= now then
-      due[#due + 1] = table.remove(self.timers, i)
-    end
+  for _, entry in ipairs({ table.unpack(self.servers) }) do
+    if serve(self, entry) > 0 then did = true end
   end
-  table.sort(due, function(a, b) return a.at < b.at end)
-  for _, t in ipairs(due) do
+  -- due timers one at a time, so one may still cancel another
+  local now, limit = self.clock(), self.seq
+  while true do
+    local t = next_due(self, now, limit)
+    if not t then break end
     did = true
     self:protect(t.fn)
   end
@@ -210,6 +227,13 @@ function Loop:run_until(done, timeout)
     self:step(deadline and math.min(1, deadline - now) or 1)
   end
   return true
+end
+
+--- Step until `done()` returns true: the wait of a blocking request. Unlike
+-- run_until it does not stop for `stop()` (which is meant for the
+-- outermost run) and leaves the stop request in place for it.
+function Loop:wait(done)
+  while not done() do self:step(1) end
 end
 
 function Loop:close()

@@ -1,12 +1,15 @@
 --- The receiver: the HTTP endpoint behind the bot's callbackUri. It accepts
--- POSTs of notifications on one path, parses them, hands valid batches to
--- the handler and answers 202; a malformed body gets 400 and never reaches
--- the handler; a handler error gets 500 and the receiver keeps serving.
+-- POSTs of notifications on one path, verifies the Bearer JWT Graph signs
+-- them with (401 when it fails, before the body is even parsed), parses
+-- them, hands valid batches to the handler and answers 202; a malformed
+-- body gets 400 and never reaches the handler; a handler error gets 500
+-- and the receiver keeps serving.
 -- Wrong paths (404), methods (405), content types (415) and bodies over the
 -- limit (413) are refused by the C server before any Lua runs.
 -- @module graphcall.receiver
 local core = require "graphcall.core"
 local graphcall_loop = require "graphcall.loop"
+local signing_keys = require "graphcall.keys"
 local cjson = require("cjson.safe").new()
 
 local M = {}
@@ -24,7 +27,18 @@ M.DEFAULTS = {
   request_timeout = 30,      -- seconds for a whole request
   tls_cert = false,          -- PEM: serve HTTPS directly (usually a proxy terminates TLS)
   tls_key = false,
+  -- verification of the Bearer JWT on every notification
+  verify = true,             -- false: accept unsigned notifications (local development only; warns once)
+  openid_url = signing_keys.OPENID_URL, -- where Graph publishes its signing keys
+  keys = false,              -- a JWKS document (JSON) to pin instead of fetching
+  issuers = false,           -- default {"https://api.botframework.com", "https://graph.microsoft.com"}
+  tenants = false,           -- allowed tenant ids (tid); default any
+  skew = 300,                -- seconds of clock leeway for exp/nbf
+  key_ttl = 86400,           -- seconds fetched keys are used without a successful refresh
+  min_refresh_interval = 300, -- seconds between key fetches (an unknown kid triggers at most one)
 }
+
+local warned = false
 
 ---@class graphcall.Receiver
 local Receiver = {}
@@ -37,7 +51,41 @@ local function error_body(code, message)
   return cjson.encode { error = { code = code, message = message } }
 end
 
+function Receiver:refuse(req, reason)
+  if self.closed then return end
+  self.unauthorized = self.unauthorized + 1
+  self.server:respond(req.id, 401, error_body("unauthorized", "notification token refused: " .. reason),
+    { ["content-type"] = "application/json", ["www-authenticate"] = "Bearer" })
+end
+
+-- Verify req.token, refreshing the keys once when they are missing or the
+-- kid is unknown (the request waits, suspended, meanwhile).
+function Receiver:verify(req, refreshed)
+  local function again() self:verify(req, true) end
+  if not self.keys:usable() then
+    if not refreshed and self.keys:after_refresh(again) then return end
+    return self:refuse(req, "no signing keys")
+  end
+  local claims, err = self.verifier:verify(req.token, os.time())
+  if not claims then
+    if err.reason == "unknown_kid" and not refreshed and self.keys:after_refresh(again) then return end
+    return self:refuse(req, err.reason)
+  end
+  self.keys:maintain()
+  req.claims = claims
+  self:accept(req)
+end
+
 function Receiver:handle(req)
+  if not self.verifier then return self:accept(req) end
+  -- "Bearer <token>", exactly: one space, one token
+  local token = (req.headers.authorization or ""):match("^Bearer ([^%s]+)$")
+  if not token then return self:refuse(req, "no Bearer token") end
+  req.token = token
+  self:verify(req, false)
+end
+
+function Receiver:accept(req)
   local batch, err = core.parse_notifications(req.body, self.max_body)
   if not batch then
     self.rejected = self.rejected + 1
@@ -47,6 +95,7 @@ function Receiver:handle(req)
   self.accepted = self.accepted + 1
   local ok = true
   if self.handler then ok = self.loop:protect(self.handler, batch, req) end
+  if self.closed then return end -- the handler closed this receiver: nobody to answer
   if ok then
     self.server:respond(req.id, 202)
   else
@@ -55,7 +104,7 @@ function Receiver:handle(req)
 end
 
 --- Create a receiver served by `loop`. Use `client:receiver(opts)`.
-function M.new(loop, opts)
+function M.new(loop, opts, app_id)
   opts = graphcall_loop.check_options("graphcall.receiver", opts, M.DEFAULTS)
   if opts.handler and type(opts.handler) ~= "function" then
     error("graphcall.receiver: handler must be a function", 3)
@@ -74,8 +123,28 @@ function M.new(loop, opts)
   local self = setmetatable({
     loop = loop, server = server, handler = opts.handler or nil, path = opts.path,
     host = opts.host, max_body = opts.max_body, tls = opts.tls_cert and true or false,
-    accepted = 0, rejected = 0,
+    accepted = 0, rejected = 0, unauthorized = 0,
   }, Receiver)
+  if opts.verify then
+    local ok, verifier = pcall(core.jwt_verifier, {
+      audience = app_id, issuers = opts.issuers or nil, tenants = opts.tenants or nil, skew = opts.skew,
+    })
+    if not ok then
+      server:close()
+      error("graphcall.receiver: " .. tostring(verifier), 3)
+    end
+    self.verifier = verifier
+    ok, self.keys = pcall(signing_keys.new, { loop = loop, verifier = verifier, openid_url = opts.openid_url,
+      keys = opts.keys or nil, key_ttl = opts.key_ttl, min_refresh_interval = opts.min_refresh_interval })
+    if not ok then
+      server:close()
+      error(self.keys, 2)
+    end
+  elseif not warned then
+    warned = true
+    io.stderr:write("graphcall: WARNING: receiver started with verify = false: notifications are not "
+      .. "authenticated. Use this for local development only.\n")
+  end
   loop:add_server(server, function(req) self:handle(req) end)
   return self
 end
@@ -93,6 +162,7 @@ end
 
 --- Stop serving; idempotent.
 function Receiver:close()
+  self.closed = true
   self.loop:remove_server(self.server)
   self.server:close()
 end

@@ -41,6 +41,9 @@ local function graph_error_fields(err, body)
   return err.code ~= nil
 end
 
+-- Answers that a gateway gives when it may already have passed the request on.
+local GATEWAY = { [502] = true, [503] = true, [504] = true }
+
 --- Turn a transfer result into the error it stands for, or nil when it
 -- succeeded with one of `expected` statuses.
 -- @tparam table r result from `graphcall.http:poll`
@@ -61,6 +64,11 @@ function M.check(r, req, expected)
   elseif not expected[r.status] then
     err = { kind = "http", status = r.status, message = "HTTP " .. tostring(r.status) }
     if graph_error_fields(err, r.body) then err.kind = "graph" end
+    if req.create and GATEWAY[r.status] then
+      -- a front end answered; whether Graph created the call is unknown
+      err.cause = err.kind
+      err.kind = "unknown_outcome"
+    end
     err.message = err.message or ("HTTP " .. tostring(r.status))
     err.retry_after = tonumber(r.headers["retry-after"])
     err.body = keep_raw(r.body)
@@ -71,6 +79,7 @@ function M.check(r, req, expected)
   err.request_id = err.request_id or r.headers and r.headers["request-id"]
   err.client_request_id = err.client_request_id or req.client_request_id
   err.method, err.url = req.method, req.url
+  err.attempts = r.attempts
   return new_error(err)
 end
 
@@ -89,34 +98,6 @@ function M.decode(r, req)
   return doc
 end
 
---- The bearer token for a request: a string, or the result of the
--- client's token function.
-function M.token(client, credentials)
-  local token = credentials.token
-  if type(token) == "function" then
-    local ok, t = pcall(token, client)
-    if not ok or type(t) ~= "string" or t == "" then
-      return nil, new_error { kind = "auth", message = "token function failed: " .. tostring(t) }
-    end
-    return t
-  end
-  if type(token) == "string" then return token end
-  error("graphcall: the client has no token (give graphcall.new{ token = ... })", 4)
-end
-
---- Fill the headers every Graph request carries.
-function M.prepare(req, token)
-  req.client_request_id = core.uuid()
-  req.headers = {
-    ["Authorization"] = "Bearer " .. token,
-    ["Accept"] = "application/json",
-    ["client-request-id"] = req.client_request_id,
-    ["User-Agent"] = M.USER_AGENT,
-  }
-  if req.body then req.headers["Content-Type"] = "application/json" end
-  return req
-end
-
 --- Submit `req` on `loop`; `done(result)` runs when it finishes.
 function M.submit(loop, req, done)
   return loop:request({
@@ -128,8 +109,94 @@ end
 function M.perform(loop, req)
   local result
   M.submit(loop, req, function(r) result = r end)
-  loop:run_until(function() return result ~= nil end)
+  loop:wait(function() return result ~= nil end)
   return result
+end
+
+--- Seconds to wait before retry number `attempt` (1-based): the
+-- Retry-After header when it is usable (delta-seconds, or an HTTP date;
+-- a past date is 0), capped at `max_wait`; otherwise exponential backoff
+-- from 1 s with jitter, capped too. `now` is the wall clock (os.time()).
+function M.retry_delay(header, attempt, max_wait, now)
+  if type(header) == "string" then
+    local v = header:match("^%s*(%d+)%s*$")
+    local delay = v and tonumber(v)
+    if not delay then
+      local date = core.http_date(header)
+      if date then delay = math.max(0, date - (now or os.time())) end
+    end
+    if delay then return math.min(delay, max_wait) end
+  end
+  local backoff = 2 ^ (attempt - 1) * (0.75 + 0.5 * math.random())
+  return math.min(backoff, max_wait)
+end
+
+-- Statuses worth another attempt once Graph has had time to recover.
+local RETRY_STATUS = { [429] = true, [503] = true, [504] = true }
+
+-- May `result` be retried? A create request only when Graph cannot have
+-- acted on it: no connection before sending, or 429 (throttled requests
+-- are not processed). Other requests are safe to repeat.
+local function retryable(result, req)
+  if result.failure then
+    return result.failure == "connect" and not result.sent
+  end
+  if req.create then return result.status == 429 end
+  return RETRY_STATUS[result.status] == true
+end
+
+local function is_expired_token(result)
+  if result.status ~= 401 then return false end
+  local doc = cjson.decode(result.body)
+  return type(doc) == "table" and type(doc.error) == "table" and doc.error.code == "InvalidAuthenticationToken"
+end
+
+--- Send a Graph request with its token, retrying what may be retried;
+-- `done(result, req)` runs from the loop with the final result (or
+-- `done(nil, err)` when no token could be had). `req`: `{ method, url,
+-- body?, create? }`; `ctx`: `{ loop, tokens, client, max_retries,
+-- max_retry_wait }`. Every attempt carries the same client-request-id, and
+-- retries a `Retry-Attempt` header.
+function M.send_async(ctx, req, done)
+  local loop = ctx.loop
+  req.client_request_id = core.uuid()
+  local attempt, refreshed = 0, false
+  local function try()
+    local token, terr = ctx.tokens:get(loop, ctx.client)
+    if not token then return done(nil, terr) end
+    req.headers = {
+      ["Authorization"] = "Bearer " .. token,
+      ["Accept"] = "application/json",
+      ["client-request-id"] = req.client_request_id,
+      ["User-Agent"] = M.USER_AGENT,
+      ["Retry-Attempt"] = attempt > 0 and tostring(attempt) or nil,
+    }
+    if req.body then req.headers["Content-Type"] = "application/json" end
+    M.submit(loop, req, function(result)
+      if is_expired_token(result) and not refreshed and ctx.tokens:refreshable() then
+        refreshed = true -- one refresh and one more try; not counted as a retry
+        ctx.tokens:invalidate()
+        return try()
+      end
+      if retryable(result, req) and attempt < ctx.max_retries then
+        attempt = attempt + 1
+        loop:timer(M.retry_delay(result.headers and result.headers["retry-after"], attempt, ctx.max_retry_wait),
+          try)
+        return
+      end
+      result.attempts = attempt + 1
+      done(result, req)
+    end)
+  end
+  try()
+end
+
+--- `send_async`, waiting on the loop for the outcome: result, req | nil, err.
+function M.send(ctx, req)
+  local out
+  M.send_async(ctx, req, function(...) out = table.pack(...) end)
+  ctx.loop:wait(function() return out ~= nil end)
+  return table.unpack(out, 1, out.n)
 end
 
 return M
