@@ -476,6 +476,9 @@ describe("error paths", function()
     -- handles, decoded strings) in the resident size.
     assert.is_true(collectgarbage("count") - heap < 64, "Lua heap grew by "
       .. (collectgarbage("count") - heap) .. " KB")
-    assert.is_true(rss_kb() - rss < 512, "RSS grew by " .. (rss_kb() - rss) .. " KB")
+    -- Under valgrind (which reports C leaks itself) RSS reflects its own bookkeeping.
+    if os.getenv("GRAPHCALL_VALGRIND") ~= "1" then
+      assert.is_true(rss_kb() - rss < 512, "RSS grew by " .. (rss_kb() - rss) .. " KB")
+    end
   end)
 end)

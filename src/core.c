@@ -51,6 +51,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "build_request", gc_l_build_request },
 		{ "check_url", gc_l_check_url },
 		{ "calls_path", gc_l_calls_path },
+		{ "build_parts", gc_l_build_parts },
 		{ "check_guid", gc_l_check_guid },
 		{ "parse_notifications", gc_l_parse_notifications },
 		{ "parse_join_url", gc_l_parse_join_url },

@@ -86,6 +86,7 @@ void gc_open_jwt(lua_State *L);
 int gc_l_build_request(lua_State *L);
 int gc_l_check_url(lua_State *L);
 int gc_l_calls_path(lua_State *L);
+int gc_l_build_parts(lua_State *L);
 int gc_l_check_guid(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_parse_join_url(lua_State *L);

@@ -765,6 +765,40 @@ static void push_calls_path(lua_State *L, const char *endpoint, const char *app_
 		           "(v1.0, beta, beta/app, beta/applications)", endpoint);
 }
 
+/* core.build_parts(config, spec) -> table: the pieces of a call operation's
+ * body (answer, redirect, transfer, invite), built and checked like a
+ * call's: spec.targets -> targets, spec.media -> mediaConfig,
+ * spec.modalities -> requestedModalities, spec.callback_uri -> callbackUri. */
+int gc_l_build_parts(lua_State *L)
+{
+	static const char *const keys[] = { "targets", "media", "modalities", "callback_uri", NULL };
+	builder b;
+	const char *cb;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	luaL_checkstack(L, 40, "build_parts");
+	b.L = L;
+	b.config = 1;
+	b.spec = 2;
+	b.app_id = opt_string(L, 1, "config", "app_id", 1);
+	check_guid(L, b.app_id, "app_id");
+	gc_check_keys(L, 2, "operation", keys);
+	lua_createtable(L, 0, 4);
+	b.body = lua_gettop(L);
+	if ((cb = opt_string(L, 2, "", "callback_uri", 0))) {
+		check_url(L, cb, "callback_uri");
+		set_string(L, b.body, "callbackUri", cb);
+	}
+	build_targets(&b);
+	build_modalities(&b);
+	if (raw_field(L, 2, "media") != LUA_TNIL)
+		build_media(&b);
+	lua_settop(L, b.body);
+	return 1;
+}
+
 /* core.calls_path(endpoint, app_id) -> "/v1.0/communications/calls", ... */
 int gc_l_calls_path(lua_State *L)
 {

@@ -1,40 +1,234 @@
 --- A call as the bot sees it: built from Graph's answer to a create or join
--- request, kept up to date by the notifications the receiver accepts.
+-- request (or from an incoming-call notification), registered with its
+-- client, and kept up to date by the notifications the receiver accepts.
+--
+-- Notifications may arrive out of order and twice: the state never goes
+-- backwards (an `establishing` after `established` changes nothing), and a
+-- repeated notification (same etag, or same content) is not dispatched
+-- again. Handlers run under the loop's protection: an error goes to the
+-- loop's `on_error` hook and later notifications are still delivered.
 -- @module graphcall.call
+local core = require "graphcall.core"
+local cjson = require("cjson.safe").new()
+
 local M = {}
+
+-- How far along a call is; a notification never moves a call back.
+-- Hold, transfer and redirect are side steps of an established call.
+local RANK = {
+  incoming = 0, establishing = 1, ringing = 2, established = 3, hold = 3, transferring = 3,
+  transferAccepted = 3, redirecting = 3, terminating = 4, terminated = 5,
+}
+M.RANK = RANK
+
+local SEEN_MAX = 64 -- fingerprints kept per call to drop repeated notifications
 
 ---@class graphcall.Call
 ---@field id string Graph's call id
----@field state string "establishing", "established", ..., "terminated"
+---@field state string "incoming", "establishing", "established", ..., "terminated"
+---@field direction string? "incoming" | "outgoing"
 ---@field my_participant_id string?
 ---@field location string? the Location header of the 201
 ---@field data table the call resource as Graph last described it
+---@field result_info table? {code, subcode, message} once Graph gives one (e.g. terminated)
+---@field roster table? the last list of participants Graph sent (participant resources)
 ---@field client graphcall.Client
 local Call = {}
 Call.__index = Call
 Call.__name = "graphcall.call"
+
+---@class graphcall.Operation
+---@field id string
+---@field kind string e.g. "playPrompt"
+---@field status string "notStarted" | "running" | "completed" | "failed"
+---@field client_context string
+---@field result_info table?
+---@field data table the commsOperation as Graph last described it
+local Operation = {}
+Operation.__index = Operation
+Operation.__name = "graphcall.operation"
+
+local function op_key(id)
+  return type(id) == "string" and id:lower():gsub("-", "") or nil
+end
+
+local function lower_first(s)
+  return type(s) == "string" and (s:sub(1, 1):lower() .. s:sub(2)) or nil
+end
 
 --- Build a call object from a decoded `call` resource.
 function M.new(client, data, location)
   return setmetatable({
     client = client,
     id = data.id,
-    state = data.state,
-    direction = data.direction,
+    state = lower_first(data.state),
+    direction = lower_first(data.direction),
     my_participant_id = data.myParticipantId,
     location = location,
     data = data,
+    handlers = {},
+    seen = {}, seen_order = {},
+    operations = {},
   }, Call)
 end
 
---- Hang up: `DELETE /communications/calls/{id}`. Returns true, or nil, err.
-function Call:hangup()
-  return self.client:hangup(self.id)
+--- Listen: `call:on(event, fn)`. Events: each state name ("established",
+-- "terminated", ...) as `fn(call, notification)`; "state" for every change
+-- as `fn(call, state, notification)`; "participants" as `fn(call, list)`;
+-- "operation" as `fn(call, operation)` when one completes or fails; "tone"
+-- as `fn(call, tone_info)`; "notification" for every new notification.
+-- Returns the call (calls chain).
+---@param event string
+---@param fn function
+---@return graphcall.Call
+function Call:on(event, fn)
+  if type(event) ~= "string" or type(fn) ~= "function" then
+    error("graphcall: call:on(event, fn) expects a string and a function", 2)
+  end
+  local list = self.handlers[event] or {}
+  list[#list + 1] = fn
+  self.handlers[event] = list
+  return self
+end
+
+function Call:emit(event, ...)
+  local loop = self.client.loop
+  for _, fn in ipairs(self.handlers[event] or {}) do loop:protect(fn, self, ...) end
+end
+
+-- Has this notification been seen (same etag, or same content)?
+function Call:repeated(n)
+  local content = cjson.encode(n.resource_data or {}) or ""
+  local key = table.concat({ n.change_type, n.resource_url, n.etag or content }, "\0")
+  if self.seen[key] then return true end
+  self.seen[key] = true
+  local order = self.seen_order
+  order[#order + 1] = key
+  if #order > SEEN_MAX then self.seen[table.remove(order, 1)] = nil end
+  return false
+end
+
+function Call:set_state(state, n)
+  local old = self.state
+  if state == old or (RANK[state] or 3) < (RANK[old] or 0) then return end
+  self.state = state
+  if state == "established" then self.client:keep_alive_start(self) end
+  self:emit(state, n)
+  self:emit("state", state, n)
+  if state == "terminated" then self.client:forget(self) end
+end
+
+--- Apply an accepted notification (from the receiver, through the client).
+function Call:apply(n)
+  if self:repeated(n) then return false end
+  self:emit("notification", n)
+  local data = n.resource_data
+  if n.kind == "call" then
+    if type(data) == "table" then
+      for k, v in pairs(data) do self.data[k] = v end
+      if type(data.toneInfo) == "table" then self:emit("tone", data.toneInfo) end
+    end
+    if n.result_info then self.result_info = n.result_info end
+    local state = n.state or (n.change_type == "deleted" and "terminated" or nil)
+    if state then self:set_state(state, n) end
+  elseif n.kind == "participants" then
+    self.roster = data
+    self:emit("participants", data)
+  elseif n.kind == "operation" then
+    local op = self.operations[op_key(n.operation_id)]
+    if not op and n.client_context then
+      for _, o in pairs(self.operations) do
+        if o.client_context == n.client_context then op = o end
+      end
+    end
+    if op then op:update(n.status, n.result_info, data) end
+  end
+  return true
+end
+
+--- The call ended on our side without a notification (keepAlive got 404).
+function Call:gone(result_info)
+  self.result_info = result_info
+  self:set_state("terminated", nil)
+end
+
+--- Run the event loop until the call reaches `state` (or a later one), up
+-- to `timeout` seconds. Returns true, or nil, err (kind "timeout", or
+-- "terminated" when the call ended first, with its result_info).
+---@param state string
+---@param timeout? number seconds (default 60)
+---@return boolean|nil, table?
+function Call:wait(state, timeout)
+  if RANK[state] == nil then error(("graphcall: call:wait: unknown state '%s'"):format(tostring(state)), 2) end
+  local function reached()
+    return self.state == state or (RANK[self.state] or 0) > RANK[state] or self.state == "terminated"
+  end
+  if not self.client.loop:wait(reached, timeout or 60) then
+    return nil, core.new_error { kind = "timeout", message = ("call %s did not reach %s in time (still %s)")
+      :format(self.id, state, tostring(self.state)) }
+  end
+  if self.state == "terminated" and state ~= "terminated" then
+    return nil, core.new_error { kind = "terminated", message = "the call ended", result_info = self.result_info }
+  end
+  return true
 end
 
 function Call:__tostring()
   return ("graphcall.call: %s (%s)"):format(tostring(self.id), tostring(self.state))
 end
 
-M.Call = Call
+--- A commsOperation returned by an action; its completion arrives later as a
+-- notification unless Graph answered it completed or failed at once.
+function M.operation(call, kind, data, client_context)
+  local op = setmetatable({
+    call = call, kind = kind, id = data.id, status = lower_first(data.status) or "running",
+    client_context = data.clientContext or client_context, result_info = nil, data = data, handlers = {},
+  }, Operation)
+  if op:done() then
+    op.result_info = data.resultInfo
+  elseif op.id then
+    call.operations[op_key(op.id)] = op
+  end
+  return op
+end
+
+function Operation:done()
+  return self.status == "completed" or self.status == "failed"
+end
+
+function Operation:update(status, result_info, data)
+  if self:done() then return end
+  self.status = status or self.status
+  self.result_info = result_info or self.result_info
+  if type(data) == "table" then for k, v in pairs(data) do self.data[k] = v end end
+  if self:done() then
+    self.call.operations[op_key(self.id)] = nil
+    for _, fn in ipairs(self.handlers) do self.call.client.loop:protect(fn, self) end
+    self.call:emit("operation", self)
+  end
+end
+
+--- `fn(operation)` when it completes or fails.
+function Operation:on_done(fn)
+  self.handlers[#self.handlers + 1] = fn
+  return self
+end
+
+--- Run the loop until the operation completes (true) or fails (nil, err
+-- kind "operation_failed" with result_info), up to `timeout` seconds.
+function Operation:wait(timeout)
+  if not self.call.client.loop:wait(function() return self:done() or self.call.state == "terminated" end,
+    timeout or 60) then
+    return nil, core.new_error { kind = "timeout", message = self.kind .. " did not complete in time" }
+  end
+  if self.status == "completed" then return true end
+  return nil, core.new_error { kind = "operation_failed", result_info = self.result_info,
+    message = ("%s %s"):format(self.kind, self:done() and "failed" or "ended with the call") }
+end
+
+function Operation:__tostring()
+  return ("graphcall.operation: %s %s (%s)"):format(self.kind, tostring(self.id), self.status)
+end
+
+M.Call, M.Operation = Call, Operation
 return M

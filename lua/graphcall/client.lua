@@ -6,6 +6,8 @@ local event_loop = require "graphcall.loop"
 local transport = require "graphcall.transport"
 local receiver = require "graphcall.receiver"
 local token_source = require "graphcall.token"
+local cjson = require("cjson.safe").new()
+require "graphcall.control" -- the actions of call objects
 
 local M = {}
 
@@ -32,6 +34,7 @@ M.DEFAULTS = {
   login_url = "https://login.microsoftonline.com", -- the identity platform (token endpoint)
   max_retries = 3,         -- retries of a throttled or unavailable request (429, 503, 504)
   max_retry_wait = 60,     -- seconds: the longest wait before one retry (Retry-After is capped to it)
+  keep_alive_interval = 900, -- seconds between automatic keepAlive requests (Graph ends a call after 2700)
 }
 
 local ENDPOINTS = { ["v1.0"] = true, beta = true, ["beta/app"] = true, ["beta/applications"] = true }
@@ -69,6 +72,10 @@ function M.new(opts)
       fail("%s: expected a non-negative integer", k)
     end
   end
+  local kai = opts.keep_alive_interval
+  if kai ~= nil and (type(kai) ~= "number" or kai <= 0 or kai > 2700) then
+    fail("keep_alive_interval: expected seconds in (0, 2700]: Graph ends a call not kept alive for 45 minutes")
+  end
   if opts.client_secret and not opts.tenant then fail("client_secret: needs tenant (the tenant id or domain)") end
   if opts.client_secret and opts.token then fail("token: give either token or client_secret") end
   if opts.loop ~= nil and getmetatable(opts.loop) ~= event_loop.Loop then
@@ -101,6 +108,9 @@ function M.new(opts)
     loop = opts.loop or event_loop.default(),
     max_retries = opts.max_retries or M.DEFAULTS.max_retries,
     max_retry_wait = opts.max_retry_wait or M.DEFAULTS.max_retry_wait,
+    keep_alive_interval = kai or M.DEFAULTS.keep_alive_interval,
+    calls = {},          -- the registry: call id -> call object, until terminated
+    handlers = {},       -- client events ("incoming", "notification", "unknown")
   }, Client)
   tokens[self] = token_source.new {
     token = opts.token, client_secret = opts.client_secret, tenant = opts.tenant, app_id = app_id,
@@ -158,7 +168,7 @@ local function created(self, result, req)
     return nil, transport.new_error { kind = "bad_response", status = result.status,
       message = "the created call has no id", request_id = result.headers["request-id"] }
   end
-  return call_object.new(self, data, result.headers.location)
+  return self:track(call_object.new(self, data, result.headers.location))
 end
 
 -- Send a request built by prepare_call/prepare_join: call | nil, err.
@@ -244,7 +254,89 @@ end
 -- See `graphcall.receiver.DEFAULTS` for the options.
 -- @return graphcall.Receiver, or nil, err (err.kind "listen") when the port is taken
 function Client:receiver(opts)
-  return receiver.new(self.loop, opts, self.app_id)
+  return receiver.new(self.loop, opts, self)
+end
+
+--- Register a call object, so notifications reach it.
+function Client:track(call)
+  self.calls[call.id] = call
+  return call
+end
+
+--- A terminated call leaves the registry (the object keeps its result_info).
+function Client:forget(call)
+  if call.keep_alive_timer then
+    self.loop:cancel_timer(call.keep_alive_timer)
+    call.keep_alive_timer = nil
+  end
+  if self.calls[call.id] == call then self.calls[call.id] = nil end
+end
+
+--- Listen for client events: "incoming" as `fn(call, notification)` for an
+-- incoming call (answer, reject or redirect it within 15 seconds);
+-- "notification" for every accepted notification; "unknown" for a
+-- notification about a call the client does not know.
+function Client:on(event, fn)
+  if type(event) ~= "string" or type(fn) ~= "function" then
+    error("graphcall: client:on(event, fn) expects a string and a function", 2)
+  end
+  local list = self.handlers[event] or {}
+  list[#list + 1] = fn
+  self.handlers[event] = list
+  return self
+end
+
+function Client:emit(event, ...)
+  for _, fn in ipairs(self.handlers[event] or {}) do self.loop:protect(fn, ...) end
+end
+
+--- Hand a parsed batch of notifications to the calls they are about. The
+-- receiver does this for every batch it accepts.
+function Client:dispatch(batch)
+  for _, n in ipairs(batch) do
+    self:emit("notification", n)
+    local call = n.call_id and self.calls[n.call_id]
+    if call then
+      call:apply(n)
+    elseif n.kind == "call" and n.change_type == "created" and n.state == "incoming"
+        and type(n.resource_data) == "table" then
+      local data = n.resource_data
+      data.id = data.id or n.call_id
+      call = self:track(call_object.new(self, data))
+      call:repeated(n)
+      self:emit("incoming", call, n)
+    else
+      self:emit("unknown", n)
+    end
+  end
+end
+
+--- Start the automatic keepAlive of an established call.
+function Client:keep_alive_start(call)
+  if call.keep_alive_timer then return end
+  local function beat()
+    call.keep_alive_timer = nil
+    if call.state == "terminated" then return end
+    local ok, err = call:keep_alive()
+    if ok or (err and err.status ~= 404) then
+      -- try again at the next beat; a failure is reported, not fatal
+      if not ok then self.loop:report(err, "keepAlive of call " .. tostring(call.id)) end
+      if call.state ~= "terminated" then call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat) end
+    end
+  end
+  call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat)
+end
+
+--- Send a request about one call: `method .../calls/{id}<suffix>` with an
+-- optional JSON body. Returns result, req or nil, err.
+function Client:call_request(id, method, suffix, body, expected)
+  local encoded = body and assert(cjson.encode(body))
+  local result, req = transport.send(context(self), { method = method, url = call_url(self, id) .. suffix,
+    body = encoded })
+  if not result then return nil, req end
+  local err = transport.check(result, req, expected)
+  if err then return nil, err end
+  return result, req
 end
 
 function Client:__tostring()

@@ -229,11 +229,18 @@ function Loop:run_until(done, timeout)
   return true
 end
 
---- Step until `done()` returns true: the wait of a blocking request. Unlike
+--- Step until `done()` returns true, or `timeout` seconds pass (then
+-- false): the wait of a blocking request or of `call:wait`. Unlike
 -- run_until it does not stop for `stop()` (which is meant for the
 -- outermost run) and leaves the stop request in place for it.
-function Loop:wait(done)
-  while not done() do self:step(1) end
+function Loop:wait(done, timeout)
+  local deadline = timeout and self.clock() + timeout
+  while not done() do
+    local now = self.clock()
+    if deadline and now >= deadline then return false end
+    self:step(deadline and math.min(1, deadline - now) or 1)
+  end
+  return true
 end
 
 function Loop:close()

@@ -93,8 +93,9 @@ function Receiver:accept(req)
     return
   end
   self.accepted = self.accepted + 1
-  local ok = true
-  if self.handler then ok = self.loop:protect(self.handler, batch, req) end
+  -- the calls first (their own handlers are protected one by one), then the receiver's handler
+  local ok = not self.client or self.loop:protect(self.client.dispatch, self.client, batch)
+  if ok and self.handler then ok = self.loop:protect(self.handler, batch, req) end
   if self.closed then return end -- the handler closed this receiver: nobody to answer
   if ok then
     self.server:respond(req.id, 202)
@@ -104,7 +105,7 @@ function Receiver:accept(req)
 end
 
 --- Create a receiver served by `loop`. Use `client:receiver(opts)`.
-function M.new(loop, opts, app_id)
+function M.new(loop, opts, client)
   opts = graphcall_loop.check_options("graphcall.receiver", opts, M.DEFAULTS)
   if opts.handler and type(opts.handler) ~= "function" then
     error("graphcall.receiver: handler must be a function", 3)
@@ -123,11 +124,11 @@ function M.new(loop, opts, app_id)
   local self = setmetatable({
     loop = loop, server = server, handler = opts.handler or nil, path = opts.path,
     host = opts.host, max_body = opts.max_body, tls = opts.tls_cert and true or false,
-    accepted = 0, rejected = 0, unauthorized = 0,
+    accepted = 0, rejected = 0, unauthorized = 0, client = client,
   }, Receiver)
   if opts.verify then
     local ok, verifier = pcall(core.jwt_verifier, {
-      audience = app_id, issuers = opts.issuers or nil, tenants = opts.tenants or nil, skew = opts.skew,
+      audience = client.app_id, issuers = opts.issuers or nil, tenants = opts.tenants or nil, skew = opts.skew,
     })
     if not ok then
       server:close()
