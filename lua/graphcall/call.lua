@@ -69,6 +69,7 @@ function M.new(client, data, location)
     handlers = {},
     seen = {}, seen_order = {},
     operations = {},
+    early = {},          -- completions that beat the action's own answer, by operation id
   }, Call)
 end
 
@@ -141,7 +142,15 @@ function Call:apply(n)
         if o.client_context == n.client_context then op = o end
       end
     end
-    if op then op:update(n.status, n.result_info, data) end
+    if op then
+      op:update(n.status, n.result_info, data)
+    elseif n.operation_id then
+      -- Graph's completion can arrive before the answer to the action that
+      -- started it: keep it for the operation object about to be made.
+      local early = self.early
+      if #early >= SEEN_MAX then table.remove(early, 1) end
+      early[#early + 1] = { key = op_key(n.operation_id), n = n }
+    end
   end
   return true
 end
@@ -188,6 +197,13 @@ function M.operation(call, kind, data, client_context)
     op.result_info = data.resultInfo
   elseif op.id then
     call.operations[op_key(op.id)] = op
+    for i, e in ipairs(call.early) do
+      if e.key == op_key(op.id) then
+        table.remove(call.early, i)
+        op:update(e.n.status, e.n.result_info, e.n.resource_data)
+        break
+      end
+    end
   end
   return op
 end

@@ -11,6 +11,18 @@
 -- codes where they are known. Every request is recorded, and faults can be
 -- injected into the next responses.
 --
+-- It answers the other call operations too (section 2 of the Graph
+-- reference): answer, reject and redirect of incoming calls (`emu:ring`
+-- places one), keepAlive (a call not kept alive for 45 minutes of the loop's
+-- clock is ended, 408/8537), transfer, the media operations playPrompt,
+-- recordResponse, cancelMediaProcessing and subscribeToTone (`emu:press_tone`
+-- sends tones), mute and unmute, participants (a roster per call) and
+-- participants/invite, updateRecordingStatus. Operations are answered with a
+-- commsOperation and a Location, and those Graph finishes later complete by a
+-- `deleted` notification on `/communications/calls/{id}/operations/{OPID}`
+-- (the id upper-cased without dashes, as Graph writes it). `emu.operations`
+-- records them.
+--
 -- It also stands in for the identity platform: a client-credentials token
 -- endpoint (`POST /{tenant}/oauth2/v2.0/token`), and the OpenID
 -- configuration and JWKS Graph publishes (`/v1/.well-known/OpenIdConfiguration`,
@@ -36,6 +48,9 @@ M.DEFAULTS = {
   issuer = "https://api.botframework.com",
   sign = true,             -- false: notifications carry no Authorization header
   notify_delay = 0.005,    -- seconds between the answer and each notification
+  operation_delay = 0.005, -- seconds an operation Graph finishes later (playPrompt, ...) takes
+  keep_alive_timeout = 2700, -- seconds (loop clock) without keepAlive before a call is ended
+  incoming_timeout = 15,   -- seconds (loop clock) the bot has to answer, reject or redirect
 }
 
 -- One signing key per process, unless rotated: RSA key generation is slow.
@@ -90,19 +105,24 @@ local function split_path(path)
   end
 end
 
--- The notification envelope Graph POSTs for one change of a call.
-local function notification_body(call, change_type, data)
-  data["@odata.type"] = data["@odata.type"] or "#microsoft.graph.call"
-  data["@odata.id"] = "/communications/calls/" .. call.id
-  call.etag = call.etag + 1
-  data["@odata.etag"] = ('W/"%d"'):format(call.etag)
+-- The notification envelope Graph POSTs for one change of a call, or of a
+-- resource under it (`resource`: "/participants", "/operations/{OPID}").
+-- A collection (the roster: an array) is sent as it is.
+local function notification_body(call, change_type, data, resource)
+  local path = call.id .. (resource or "")
+  if #data == 0 then
+    data["@odata.type"] = data["@odata.type"] or "#microsoft.graph.call"
+    data["@odata.id"] = "/communications/calls/" .. path
+    call.etag = call.etag + 1
+    data["@odata.etag"] = ('W/"%d"'):format(call.etag)
+  end
   return cjson.encode {
     ["@odata.type"] = "#microsoft.graph.commsNotifications",
     value = { {
       ["@odata.type"] = "#microsoft.graph.commsNotification",
       changeType = change_type,
-      resource = "/app/calls/" .. call.id,          -- the legacy field Graph still sends
-      resourceUrl = "/communications/calls/" .. call.id,
+      resource = "/app/calls/" .. path,             -- the legacy field Graph still sends
+      resourceUrl = "/communications/calls/" .. path,
       callbackUri = call.callback_uri,
       resourceData = data,
     } },
@@ -132,13 +152,92 @@ function Emulator:deliver(call)
   end)
 end
 
---- Queue a notification for the call's callbackUri.
-function Emulator:notify(call, change_type, data)
-  local body = notification_body(call, change_type, data)
-  local record = { call_id = call.id, change_type = change_type, state = data.state, body = body }
+--- Queue a notification for the call's callbackUri. `resource` (optional)
+-- is the path under the call it is about: "/participants" (data is then
+-- the array of participants) or "/operations/{OPID}".
+function Emulator:notify(call, change_type, data, resource)
+  local body = notification_body(call, change_type, data, resource)
+  local record = { call_id = call.id, change_type = change_type, state = data.state, body = body,
+    resource = resource }
   self.notifications[#self.notifications + 1] = record
   call.outbox[#call.outbox + 1] = record
   self:deliver(call)
+end
+
+local function result_info(code, subcode, message)
+  return { ["@odata.type"] = "#microsoft.graph.resultInfo", code = code, subcode = subcode, message = message }
+end
+
+-- A copy of a table, one level deep.
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- Run fn after `delay` seconds of the loop's clock, unless the emulator is
+-- closed (or the timer cancelled) before.
+function Emulator:after(delay, fn)
+  local t
+  t = self.loop:timer(delay, function()
+    self.pending[t] = nil
+    fn()
+  end)
+  self.pending[t] = true
+  return t
+end
+
+function Emulator:cancel(t)
+  if t then
+    self.pending[t] = nil
+    self.loop:cancel_timer(t)
+  end
+end
+
+-- A call the emulator knows: fields given, plus the state every call keeps.
+function Emulator:new_call(fields)
+  local call = { etag = 0, outbox = {}, my_participant_id = core.uuid(), roster = {}, sources = 0,
+    media_queue = {}, tone_sequence = 0, kept_alive_at = self.loop.clock() }
+  for k, v in pairs(fields) do call[k] = v end
+  self.calls[call.id] = call
+  return call
+end
+
+-- Add a participant (an identitySet) to the call's roster; returns it.
+local function join(call, identity, id)
+  call.sources = call.sources + 1
+  local p = {
+    ["@odata.type"] = "#microsoft.graph.participant", id = id or core.uuid(),
+    info = { ["@odata.type"] = "#microsoft.graph.participantInfo", identity = identity, endpointType = "default" },
+    mediaStreams = { { ["@odata.type"] = "#microsoft.graph.mediaStream", mediaType = "audio",
+      sourceId = tostring(call.sources), direction = "sendReceive", serverMuted = false } },
+    isMuted = false, isInLobby = false,
+  }
+  call.roster[#call.roster + 1] = p
+  return p
+end
+
+-- End the call: it leaves `emu.calls` (later requests get 404 8522), its
+-- timers stop, and operations still pending are dropped (recorded as
+-- failed, without a notification); then `deleted` with state terminated
+-- and resultInfo (none when nil), plus `extra` fields.
+function Emulator:terminate(call, info, extra)
+  self.calls[call.id] = nil
+  call.state = "terminated"
+  self:cancel(call.incoming_timer)
+  for _, op in ipairs(call.media_queue) do
+    self:cancel(op.timer)
+    op.record.status = "failed"
+  end
+  call.media_queue = {}
+  for _, op in pairs(call.later or {}) do
+    self:cancel(op.timer)
+    op.record.status = "failed"
+  end
+  call.later = nil
+  local data = { state = "terminated", resultInfo = info }
+  for k, v in pairs(extra or {}) do data[k] = v end
+  self:notify(call, "deleted", data)
 end
 
 -- Graph's checks on a create body, with its codes where known (8523 is
@@ -170,13 +269,14 @@ function Emulator:create(req, collection)
   local id = core.uuid()
   local src = type(body.source) == "table" and type(body.source.identity) == "table" and body.source.identity or {}
   local src_app = type(src.application) == "table" and src.application.id or type(src.user) == "table" and src.user.id
-  local call = {
-    id = id, callback_uri = body.callbackUri, state = "establishing", etag = 0,
-    data = body, my_participant_id = core.uuid(), outbox = {},
-    app_id = req.app_id or self.app_id or src_app,
+  local call = self:new_call {
+    id = id, callback_uri = body.callbackUri, state = "establishing", direction = "outgoing",
+    data = body, app_id = req.app_id or self.app_id or src_app,
   }
+  -- the roster: the bot (its source) and the targets it called
+  join(call, next(src) and src or { application = { id = call.app_id } }, call.my_participant_id)
+  for _, t in ipairs(body.targets or {}) do join(call, t.identity) end
   self.created = self.created + 1
-  self.calls[id] = call
   body.id = id
   body.state = "establishing"
   body.direction = "outgoing"
@@ -190,14 +290,479 @@ function Emulator:create(req, collection)
 end
 
 function Emulator:delete(req, call)
-  self.calls[call.id] = nil
   self:respond(req, 204)
   self:notify(call, "updated", { state = "terminating" })
-  self:notify(call, "deleted", { state = "terminated", resultInfo = {
-    ["@odata.type"] = "#microsoft.graph.resultInfo", code = 200, subcode = 5001,
-    message = "The conversation has ended.",
-  } })
-  call.state = "terminated"
+  self:terminate(call, result_info(200, 5001, "The conversation has ended."))
+end
+
+-- The operations: the commsOperation type each action answers with.
+local OPERATION_TYPES = {
+  playPrompt = "playPromptOperation", recordResponse = "recordOperation",
+  cancelMediaProcessing = "cancelMediaProcessingOperation", subscribeToTone = "subscribeToToneOperation",
+  mute = "muteParticipantOperation", unmute = "unmuteParticipantOperation",
+  invite = "inviteParticipantsOperation", updateRecordingStatus = "updateRecordingStatusOperation",
+}
+
+-- Answer 200 with a new operation (and a Location to it), record it in
+-- emu.operations; returns it. `extra` adds to (or overrides) the body.
+function Emulator:operation(req, call, kind, body, status, extra)
+  local id = core.uuid()
+  local record = { call_id = call.id, kind = kind, id = id, status = status, client_context = body.clientContext }
+  self.operations[#self.operations + 1] = record
+  local op = { record = record, type = OPERATION_TYPES[kind], call = call }
+  local data = { ["@odata.type"] = "#microsoft.graph." .. op.type,
+    ["@odata.context"] = self.url .. "/v1.0/$metadata#" .. op.type,
+    id = id, status = status, clientContext = body.clientContext }
+  for k, v in pairs(extra or {}) do data[k] = v end
+  self:respond(req, 200, cjson.encode(data), { location = req.call_url .. "/operations/" .. id })
+  return op
+end
+
+-- The operation's final notification: `deleted` on
+-- /communications/calls/{id}/operations/{OPID}, with the dashed id in the body.
+function Emulator:complete(op, status, info, extra)
+  op.record.status = status
+  local data = { ["@odata.type"] = "#microsoft.graph." .. op.type, id = op.record.id, status = status,
+    clientContext = op.record.client_context, resultInfo = info }
+  for k, v in pairs(extra or {}) do data[k] = v end
+  self:notify(op.call, "deleted", data, "/operations/" .. (op.record.id:gsub("-", "")):upper())
+end
+
+-- playPrompt and recordResponse run one after the other (Graph queues
+-- them); each takes operation_delay, then op.finish() completes it.
+function Emulator:start_media(call)
+  local op = call.media_queue[1]
+  if not op then return end
+  op.timer = self:after(self.operation_delay, function()
+    table.remove(call.media_queue, 1)
+    op.finish()
+    self:start_media(call)
+  end)
+end
+
+function Emulator:enqueue_media(call, op)
+  call.media_queue[#call.media_queue + 1] = op
+  if #call.media_queue == 1 then self:start_media(call) end
+end
+
+-- cancelMediaProcessing (and a recordResponse barging in): every queued or
+-- running media operation fails with 400/8508, in order.
+function Emulator:cancel_media(call)
+  local queue = call.media_queue
+  call.media_queue = {}
+  for _, op in ipairs(queue) do
+    self:cancel(op.timer)
+    self:complete(op, "failed", result_info(400, 8508, "Action failed, the operation was cancelled."),
+      op.canceled)
+  end
+end
+
+-- An operation Graph finishes later, outside the media queue (invite).
+function Emulator:later(call, op, fn)
+  call.later = call.later or {}
+  call.later[op.record.id] = op
+  op.timer = self:after(self.operation_delay, function()
+    call.later[op.record.id] = nil
+    fn()
+  end)
+end
+
+-- 10 ms of 16 kHz mono 16-bit silence: what a recording downloads.
+local function silence_wav()
+  local data = ("\0"):rep(320)
+  return ("<c4I4c4c4I4I2I2I4I4I2I2c4I4"):pack("RIFF", 36 + #data, "WAVE", "fmt ", 16, 1, 1, 16000, 32000, 2, 16,
+    "data", #data) .. data
+end
+
+-- GET {recordingLocation} with `Authorization: Bearer {recordingAccessToken}`.
+function Emulator:recording(req)
+  local id = req.path:match("^/recordings/([%w%-]+)$")
+  local rec = id and self.recordings[id]
+  if not rec then return self:fail(req, 404, "UnknownError", "No such recording.") end
+  if (req.headers.authorization or "") ~= "Bearer " .. rec.token then
+    return self:fail(req, 401, "InvalidAuthenticationToken", "The recording access token is missing or invalid.")
+  end
+  self:respond(req, 200, silence_wav(), { ["content-type"] = "application/octet-stream" })
+end
+
+-- Checks of action bodies. Each returns an error message, or nil.
+local MODALITIES = { unknown = true, audio = true, video = true, videoBasedScreenSharing = true, data = true }
+
+local function is_array(v)
+  return type(v) == "table" and (#v > 0 or next(v) == nil)
+end
+
+local function is_integer(v, lo, hi)
+  return type(v) == "number" and v == math.floor(v) and v >= lo and v <= hi
+end
+
+local function check_context(body)
+  local c = body.clientContext
+  if c ~= nil and (type(c) ~= "string" or #c > 256) then
+    return "clientContext must be a string of at most 256 characters."
+  end
+end
+
+local function check_callback(body)
+  local c = body.callbackUri
+  if c ~= nil and (type(c) ~= "string" or c == "") then return "callbackUri must be a non-empty string." end
+end
+
+-- invitationParticipantInfo[]: min..max entries, each with an identity.
+local function check_participants(list, name, min, max)
+  if not is_array(list) or #list < min then
+    return ("%s must be an array of at least %d invitationParticipantInfo."):format(name, min)
+  end
+  if #list > max then return ("%s accepts at most %d entries."):format(name, max) end
+  for i, t in ipairs(list) do
+    if type(t) ~= "table" or type(t.identity) ~= "table" or next(t.identity) == nil then
+      return ("%s[%d] has no identity."):format(name, i)
+    end
+  end
+end
+
+-- mediaPrompt[]: min..max entries, each with mediaInfo.uri.
+local function check_prompts(list, min, max)
+  if list == nil and min == 0 then return end
+  if not is_array(list) or #list < min then
+    return ("prompts must be an array of at least %d mediaPrompt."):format(min)
+  end
+  if #list > max then return ("prompts accepts at most %d mediaPrompt."):format(max) end
+  for i, p in ipairs(list) do
+    if type(p) ~= "table" or type(p.mediaInfo) ~= "table" or type(p.mediaInfo.uri) ~= "string"
+       or p.mediaInfo.uri == "" then
+      return ("prompts[%d].mediaInfo.uri is required."):format(i)
+    end
+  end
+end
+
+-- Media operations need a call with service-hosted media.
+local function service_hosted(call)
+  local m = call.data.mediaConfig
+  if type(m) ~= "table" then return false end
+  local t = m["@odata.type"]
+  if type(t) == "string" then return t:lower():find("servicehostedmediaconfig", 1, true) ~= nil end
+  return m.blob == nil
+end
+
+-- Refuse (400) unless the call is in `state`; true when it is.
+function Emulator:in_state(req, call, state, action)
+  if call.state == state then return true end
+  self:fail(req, 400, "BadRequest", ("%s needs a call in state %s; the call is %s."):format(action, state, call.state))
+  return false
+end
+
+function Emulator:service_hosted(req, call, action)
+  if service_hosted(call) then return true end
+  self:fail(req, 400, "BadRequest", action .. " is supported only for calls with serviceHostedMediaConfig.")
+  return false
+end
+
+-- The bot's own participant in the roster.
+local function me(call)
+  for _, p in ipairs(call.roster) do
+    if p.id == call.my_participant_id then return p end
+  end
+end
+
+local ACTIONS = {}
+
+function ACTIONS.answer(self, req, call, body)
+  local list = body.acceptedModalities
+  if not is_array(list) or #list == 0 then
+    return self:fail(req, 400, "BadRequest", "acceptedModalities must be a non-empty array.")
+  end
+  for i, m in ipairs(list) do
+    if not MODALITIES[m] then
+      return self:fail(req, 400, "BadRequest", ("acceptedModalities[%d] is not a modality."):format(i))
+    end
+  end
+  if type(body.mediaConfig) ~= "table" then return self:fail(req, 400, "8523", "Missing mediaConfig information.") end
+  local why = check_callback(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not self:in_state(req, call, "incoming", "answer") then return end
+  self:respond(req, 202)
+  self:cancel(call.incoming_timer)
+  call.callback_uri = body.callbackUri or call.callback_uri
+  call.data.callbackUri = call.callback_uri
+  call.data.mediaConfig = body.mediaConfig
+  self:notify(call, "updated", { state = "establishing", direction = "incoming" })
+  self:notify(call, "updated", { state = "established", direction = "incoming" })
+  call.state = "established"
+end
+
+local REASONS = { none = true, busy = true, forbidden = true }
+
+function ACTIONS.reject(self, req, call, body)
+  if body.reason ~= nil and not (type(body.reason) == "string" and REASONS[body.reason:lower()]) then
+    return self:fail(req, 400, "BadRequest", "reason must be one of None, Busy, Forbidden.")
+  end
+  local why = check_callback(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not self:in_state(req, call, "incoming", "reject") then return end
+  self:respond(req, 202)
+  call.callback_uri = body.callbackUri or call.callback_uri
+  -- Graph's example (call-reject.md) shows a bare `deleted` without resultInfo
+  self:terminate(call, nil, { direction = "incoming" })
+end
+
+function ACTIONS.redirect(self, req, call, body)
+  local why = check_participants(body.targets, "targets", 1, 25) or check_callback(body)
+  if not why and body.timeout ~= nil and not is_integer(body.timeout, 15, 90) then
+    why = "timeout must be an integer from 15 to 90 (seconds)."
+  end
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not self:in_state(req, call, "incoming", "redirect") then return end
+  self:respond(req, 202)
+  call.callback_uri = body.callbackUri or call.callback_uri
+  -- Graph's example (call-redirect.md): `deleted`, state terminated, no resultInfo
+  self:terminate(call, nil, { direction = "incoming" })
+end
+
+ACTIONS.keepAlive = function(self, req, call)
+  call.kept_alive_at = self.loop.clock()
+  call.keep_alives = (call.keep_alives or 0) + 1
+  self:respond(req, 200)
+end
+
+function ACTIONS.transfer(self, req, call, body)
+  local target = body.transferTarget
+  if type(target) ~= "table" or type(target.identity) ~= "table" or next(target.identity) == nil then
+    return self:fail(req, 400, "BadRequest", "transferTarget with an identity is required.")
+  end
+  if body.transferee ~= nil and type(body.transferee) ~= "table" then
+    return self:fail(req, 400, "BadRequest", "transferee must be a participantInfo.")
+  end
+  if not self:in_state(req, call, "established", "transfer") then return end
+  self:respond(req, 202)
+  self:notify(call, "updated", { state = "transferring" })
+  self:notify(call, "updated", { state = "transferAccepted" })
+  -- call-delete.md lists 200/7015; call-transfer.md's example writes code 0
+  self:terminate(call, result_info(200, 7015, "GracefulTransferCompleted"))
+end
+
+ACTIONS.playPrompt = function(self, req, call, body)
+  local why = check_prompts(body.prompts, 1, 20) or check_context(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not (self:in_state(req, call, "established", "playPrompt") and self:service_hosted(req, call, "playPrompt")) then
+    return
+  end
+  local op = self:operation(req, call, "playPrompt", body, "running")
+  op.canceled = { completionReason = "mediaOperationCanceled" }
+  function op.finish()
+    self:complete(op, "completed", result_info(200, 0, "Action completed successfully."),
+      { completionReason = "completedSuccessfully" })
+  end
+  self:enqueue_media(call, op)
+end
+
+local RECORD_BOOLEANS = { "bargeInAllowed", "playBeep" }
+local RECORD_SECONDS = { "initialSilenceTimeoutInSeconds", "maxSilenceTimeoutInSeconds", "maxRecordDurationInSeconds" }
+
+ACTIONS.recordResponse = function(self, req, call, body)
+  local why = check_prompts(body.prompts, 0, 1) or check_context(body)
+  for _, k in ipairs(RECORD_BOOLEANS) do
+    if not why and body[k] ~= nil and type(body[k]) ~= "boolean" then why = k .. " must be a boolean." end
+  end
+  for _, k in ipairs(RECORD_SECONDS) do
+    if not why and body[k] ~= nil and not is_integer(body[k], 1, 120) then
+      why = k .. " must be an integer from 1 to 120."
+    end
+  end
+  if not why and body.stopTones ~= nil then
+    if not is_array(body.stopTones) then why = "stopTones must be an array of strings." end
+    for _, t in ipairs(why and {} or body.stopTones) do
+      if type(t) ~= "string" then why = "stopTones must be an array of strings." end
+    end
+  end
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not (self:in_state(req, call, "established", "recordResponse")
+          and self:service_hosted(req, call, "recordResponse")) then
+    return
+  end
+  local op = self:operation(req, call, "recordResponse", body, "running",
+    { resultInfo = cjson.null, recordingLocation = cjson.null })
+  op.canceled = { recordingLocation = "", recordingAccessToken = "", completionReason = "operationCanceled" }
+  function op.finish()
+    local token = "emu-rec." .. core.uuid()
+    self.recordings[op.record.id] = { token = token }
+    self:complete(op, "completed", result_info(200, 8515, "Action completed, max record duration reached."), {
+      recordingLocation = self.url .. "/recordings/" .. op.record.id, recordingAccessToken = token,
+      completionReason = "maxRecordDurationReached" })
+  end
+  if body.bargeInAllowed then self:cancel_media(call) end -- it barges into what is queued or playing
+  self:enqueue_media(call, op)
+end
+
+ACTIONS.cancelMediaProcessing = function(self, req, call, body)
+  local why = check_context(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not self:in_state(req, call, "established", "cancelMediaProcessing") then return end
+  self:operation(req, call, "cancelMediaProcessing", body, "completed")
+  self:cancel_media(call)
+end
+
+ACTIONS.subscribeToTone = function(self, req, call, body)
+  local why = check_context(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not (self:in_state(req, call, "established", "subscribeToTone")
+          and self:service_hosted(req, call, "subscribeToTone")) then
+    return
+  end
+  self:operation(req, call, "subscribeToTone", body, "completed")
+  call.tones = true
+end
+
+-- mute and unmute answer `completed` at once (call-mute.md, call-unmute.md):
+-- no operation notification follows, only the roster update.
+local function mute(kind, muted)
+  return function(self, req, call, body)
+    local why = check_context(body)
+    if why then return self:fail(req, 400, "BadRequest", why) end
+    if not self:in_state(req, call, "established", kind) then return end
+    self:operation(req, call, kind, body, "completed")
+    me(call).isMuted = muted
+    self:notify(call, "updated", call.roster, "/participants")
+  end
+end
+ACTIONS.mute = mute("mute", true)
+ACTIONS.unmute = mute("unmute", false)
+
+ACTIONS["participants/invite"] = function(self, req, call, body)
+  local why = check_participants(body.participants, "participants", 1, 5) or check_context(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not self:in_state(req, call, "established", "invite") then return end
+  -- "Running", capitalised, as participant-invite.md shows it
+  local op = self:operation(req, call, "invite", body, "running",
+    { status = "Running", participants = body.participants, resultInfo = cjson.null })
+  self:later(call, op, function()
+    self:complete(op, "completed", result_info(200, 0, "Action completed successfully."),
+      { participants = body.participants })
+    for _, p in ipairs(body.participants) do join(call, p.identity) end
+    self:notify(call, "updated", call.roster, "/participants")
+  end)
+end
+
+local RECORDING_STATUS = { notRecording = true, recording = true, failed = true }
+
+-- Answered `completed` at once (call-updaterecordingstatus.md): no notification follows.
+ACTIONS.updateRecordingStatus = function(self, req, call, body)
+  if not RECORDING_STATUS[body.status] then
+    return self:fail(req, 400, "BadRequest", "status must be one of notRecording, recording, failed.")
+  end
+  local why = check_context(body)
+  if why then return self:fail(req, 400, "BadRequest", why) end
+  if not self:in_state(req, call, "established", "updateRecordingStatus") then return end
+  self:operation(req, call, "updateRecordingStatus", body, "completed")
+  call.recording_status = body.status
+end
+
+-- GET .../participants: the roster.
+function Emulator:participants(req, call)
+  self:respond(req, 200, cjson.encode {
+    ["@odata.context"] = ("%s/v1.0/$metadata#communications/calls('%s')/participants"):format(self.url, call.id),
+    value = call.roster,
+  })
+end
+
+-- POST .../{action}: the body (an object, or empty), then the action.
+function Emulator:action(req, call, handler)
+  local body = {}
+  if req.body ~= "" then
+    body = cjson.decode(req.body)
+    if type(body) ~= "table" or (#body > 0) then
+      return self:fail(req, 400, "BadRequest", "The request body is not a JSON object.")
+    end
+    for k, v in pairs(body) do
+      if v == cjson.null then body[k] = nil end -- null is absent
+    end
+  end
+  handler(self, req, call, body)
+end
+
+--- Place an incoming call to the bot: POSTs a `created` notification (state
+-- incoming) to `opts.callback_uri` and returns the call's id. The bot then
+-- has `incoming_timeout` seconds to answer, reject or redirect it.
+-- opts: `callback_uri` (required), `from` (an identitySet; default a user
+-- "Test User"), `app_id` (the bot's; default the `app_id` option),
+-- `modalities` (default {"audio"}).
+function Emulator:ring(opts)
+  opts = graphcall_loop.check_options("emulator:ring", opts,
+    { callback_uri = false, from = false, app_id = false, modalities = false })
+  if type(opts.callback_uri) ~= "string" or opts.callback_uri == "" then
+    error("emulator:ring: callback_uri is required", 2)
+  end
+  local app_id = opts.app_id or self.app_id
+  if type(app_id) ~= "string" then error("emulator:ring: app_id is required (or the emulator's app_id option)", 2) end
+  if opts.from ~= nil and type(opts.from) ~= "table" then error("emulator:ring: from must be an identitySet", 2) end
+  if opts.modalities ~= nil and not (is_array(opts.modalities) and #opts.modalities > 0) then
+    error("emulator:ring: modalities must be a non-empty array", 2)
+  end
+  local from = opts.from or { user = { id = core.uuid(), displayName = "Test User" } }
+  local bot = { application = { id = app_id } }
+  local id = core.uuid()
+  local call = self:new_call { id = id, callback_uri = opts.callback_uri, state = "incoming", direction = "incoming",
+    app_id = app_id }
+  call.data = {
+    ["@odata.type"] = "#microsoft.graph.call", id = id, state = "incoming", direction = "incoming",
+    callbackUri = opts.callback_uri,
+    source = { ["@odata.type"] = "#microsoft.graph.participantInfo", identity = from, region = "amer",
+      languageId = "en-US" },
+    targets = { { ["@odata.type"] = "#microsoft.graph.invitationParticipantInfo", identity = bot } },
+    requestedModalities = opts.modalities or { "audio" },
+    myParticipantId = call.my_participant_id, tenantId = self.tenant,
+  }
+  join(call, bot, call.my_participant_id)
+  join(call, from)
+  self:notify(call, "created", copy(call.data))
+  call.incoming_timer = self:after(self.incoming_timeout, function()
+    if call.state ~= "incoming" then return end
+    -- Graph's list (call-delete.md) has no entry for "the bot never answered";
+    -- 408/10057, no signaling from the callee (the bot), is the closest.
+    self:terminate(call, result_info(408, 10057, "Call timed out due to no signaling from callee endpoints."),
+      { direction = "incoming" })
+  end)
+  return id
+end
+
+local TONES = { ["*"] = "star", ["#"] = "pound", A = "a", B = "b", C = "c", D = "d" }
+
+--- The caller presses a key: an `updated` notification with toneInfo
+-- {sequenceId, tone}. `tone`: "tone0".."tone9", "star", "pound", "a".."d",
+-- "flash", or "0".."9", "*", "#". Returns false (and sends nothing, as Graph
+-- does) when the bot has not called subscribeToTone.
+function Emulator:press_tone(call_id, tone)
+  local call = self.calls[call_id]
+  if not call then error("emulator:press_tone: no such call: " .. tostring(call_id), 2) end
+  if type(tone) ~= "string" then error("emulator:press_tone: tone must be a string", 2) end
+  tone = tone:match("^%d$") and "tone" .. tone or TONES[tone] or tone
+  if not (tone:match("^tone%d$") or tone:match("^[abcd]$") or tone == "star" or tone == "pound"
+          or tone == "flash") then
+    error("emulator:press_tone: unknown tone " .. tone, 2)
+  end
+  if not call.tones then return false end
+  call.tone_sequence = call.tone_sequence + 1
+  self:notify(call, "updated", { state = call.state, toneInfo = { ["@odata.type"] = "#microsoft.graph.toneInfo",
+    sequenceId = call.tone_sequence, tone = tone } })
+  return true
+end
+
+-- Every SWEEP seconds of the loop's clock: end the calls not kept alive for
+-- keep_alive_timeout seconds (incoming calls have their own timeout).
+local SWEEP = 60
+
+function Emulator:sweep()
+  local now, expired = self.loop.clock(), {}
+  for _, call in pairs(self.calls) do
+    if call.state ~= "incoming" and now - call.kept_alive_at >= self.keep_alive_timeout then
+      expired[#expired + 1] = call
+    end
+  end
+  table.sort(expired, function(a, b) return a.kept_alive_at < b.kept_alive_at end)
+  for _, call in ipairs(expired) do
+    self:terminate(call, result_info(408, 8537, "Keep Alive timeout, cleaned up inactive call."))
+  end
+  self:after(SWEEP, function() self:sweep() end)
 end
 
 --- A token like the ones Graph puts on its notifications: RS256, kid,
@@ -339,6 +904,8 @@ function Emulator:route(req)
       token_endpoint_auth_signing_alg_values_supported = { "RS256" } })
   elseif req.method == "GET" and req.path == "/v1/keys" then
     return self:respond(req, 200, '{"keys":[' .. self.signer:jwk(self.kid) .. "]}")
+  elseif req.method == "GET" and req.path:find("^/recordings/") then
+    return self:recording(req)
   end
   self:graph(req)
 end
@@ -376,18 +943,27 @@ function Emulator:graph(req)
     if req.method ~= "POST" then return self:fail(req, 405, "BadRequest", "Method not allowed.") end
     return self:create(req, collection)
   end
-  local id = rest:match("^/([%w%-]+)$")
+  local id, tail = rest:match("^/([%w%-]+)(.*)$")
   local call = id and self.calls[id]
   if not call then return self:fail(req, 404, "8522", "Call not found.") end
-  if req.method == "GET" then
-    local data = {}
-    for k, v in pairs(call.data) do data[k] = v end
-    data.state = call.state
-    return self:respond(req, 200, cjson.encode(data))
-  elseif req.method == "DELETE" then
-    return self:delete(req, call)
+  req.call_url = self.url .. collection .. "/" .. id
+  if tail == "" then
+    if req.method == "GET" then
+      local data = copy(call.data)
+      data.state = call.state
+      return self:respond(req, 200, cjson.encode(data))
+    elseif req.method == "DELETE" then
+      return self:delete(req, call)
+    end
+    return self:fail(req, 405, "BadRequest", "Method not allowed.")
+  elseif tail == "/participants" then
+    if req.method ~= "GET" then return self:fail(req, 405, "BadRequest", "Method not allowed.") end
+    return self:participants(req, call)
   end
-  self:fail(req, 405, "BadRequest", "Method not allowed.")
+  local handler = ACTIONS[tail:match("^/(%a+)$") or tail:match("^/(participants/invite)$") or ""]
+  if not handler then return self:fail(req, 404, "UnknownError", "No route for " .. req.path) end
+  if req.method ~= "POST" then return self:fail(req, 405, "BadRequest", "Method not allowed.") end
+  self:action(req, call, handler)
 end
 
 --- Queue faults for the next requests, in order:
@@ -420,10 +996,14 @@ function M.start(opts)
     url = ("http://%s:%d"):format(opts.host, server:port()),
     requests = {}, notifications = {}, calls = {}, faults = {}, issued = {}, notify_tokens = {},
     created = 0, tokens_issued = 0,
+    operation_delay = opts.operation_delay, keep_alive_timeout = opts.keep_alive_timeout,
+    incoming_timeout = opts.incoming_timeout,
+    operations = {}, recordings = {}, pending = {},
   }, Emulator)
   -- where a receiver finds the emulator's signing keys
   self.openid_url = self.url .. "/v1/.well-known/OpenIdConfiguration"
   loop:add_server(server, function(req) self:handle(req) end)
+  self:after(SWEEP, function() self:sweep() end)
   return self
 end
 
@@ -435,8 +1015,10 @@ function Emulator:idle()
   return true
 end
 
---- Stop the emulator; idempotent.
+--- Stop the emulator (and its timers); idempotent.
 function Emulator:close()
+  for t in pairs(self.pending) do self.loop:cancel_timer(t) end
+  self.pending = {}
   self.loop:remove_server(self.server)
   self.server:close()
 end

@@ -235,10 +235,12 @@ end
 -- outermost run) and leaves the stop request in place for it.
 function Loop:wait(done, timeout)
   local deadline = timeout and self.clock() + timeout
+  -- also bounded in real time, should an injected clock stand still
+  local real_deadline = timeout and core.monotonic() + timeout
   while not done() do
     local now = self.clock()
-    if deadline and now >= deadline then return false end
-    self:step(deadline and math.min(1, deadline - now) or 1)
+    if deadline and (now >= deadline or core.monotonic() >= real_deadline) then return false end
+    self:step(deadline and math.max(0, math.min(1, deadline - now, real_deadline - core.monotonic())) or 1)
   end
   return true
 end
