@@ -62,7 +62,7 @@ LUA_ENV = LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@$(LUA_ENV) $(LUA) examples/demo_bot.lua
+	@bin/graphcall-run $(LUA) examples/demo_bot.lua
 
 clean:
 	rm -rf build

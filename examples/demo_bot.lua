@@ -1,45 +1,37 @@
--- The demo bot: against the local Graph emulator (started here, in the same
--- process, unless GRAPH_URL points at one), it starts its receiver, places
--- a peer-to-peer call, joins a meeting from a Teams link as a guest, waits
--- for both to be established, hangs up both, and prints the timeline.
--- Exits 0 only when every step happened. Run: `make demo`.
+-- The demo bot, against the local Graph emulator: it starts its receiver,
+-- places a peer-to-peer call with service-hosted media, waits for it to be
+-- established, plays a prompt and waits for the prompt to finish, joins a
+-- meeting from a Teams link as a guest, hangs up both, and prints the
+-- timeline. Exits 0 only when every step happened.
+--   make demo                                      (emulator in its own process)
+--   bin/graphcall-run lua5.4 examples/demo_bot.lua (the same by hand)
+--   lua5.4 examples/demo_bot.lua                   (emulator in this process)
 local graphcall = require "graphcall"
 local emulator = require "graphcall.emulator"
+local monotonic = require("graphcall.core").monotonic
 
-local started = require("graphcall.core").monotonic()
-local timeline, states = {}, {}
+local started, timeline, steps = monotonic(), {}, {}
 
 local function log(call, event, state)
-  timeline[#timeline + 1] = ("%7.3f s  %-36s  %-14s %s"):format(
-    require("graphcall.core").monotonic() - started, call or "-", event, state or "")
+  timeline[#timeline + 1] = ("%7.3f s  %-36s  %-22s %s"):format(monotonic() - started,
+    call and call.id or "-", event, state or "")
 end
 
-local graph_url, emu = os.getenv("GRAPH_URL"), nil
-if not graph_url then
-  emu = assert(emulator.start { token = "demo-token" })
-  graph_url = emu.url
+-- Record a step of the demo: `ok` or `nil, err` from the library.
+local function step(call, name, ok, err)
+  steps[#steps + 1] = ok and true or false
+  log(call, (ok and "step: " or "FAILED: ") .. name, err and tostring(err) or call and call.state)
+  return ok
 end
-log(nil, "emulator", graph_url)
 
-local client = graphcall.new {
-  app_id = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698",
-  token = "demo-token",
-  graph_url = graph_url,
-}
-local rx = assert(client:receiver {
-  -- the emulator publishes its signing keys like Graph does; with real Graph leave this out
-  openid_url = graph_url .. "/v1/.well-known/OpenIdConfiguration",
-  handler = function(batch)
-    for _, n in ipairs(batch) do
-      states[n.call_id] = n.state
-      log(n.call_id, "notification", n.state)
-    end
-  end,
-})
+local session = emulator.session()
+local client, rx = session.client, session.receiver
+log(nil, "emulator", session.url)
 log(nil, "receiver", rx:url())
 
-local function wait_state(call, state)
-  return graphcall.run { timeout = 5, done = function() return states[call.id] == state end }
+local function follow(call)
+  call:on("notification", function(c, n) log(c, "notification: " .. n.kind, n.state or n.status) end)
+  return call
 end
 
 local call, err = client:call {
@@ -48,8 +40,13 @@ local call, err = client:call {
   targets = { graphcall.user { id = "550fae72-d251-43ec-868c-373732c2704f", name = "Heidi Steen" } },
   media = graphcall.prompts { { uri = "https://cdn.contoso.com/beep.wav", resource_id = "beep" } },
 }
-assert(call, err and tostring(err))
-log(call.id, "call placed", call.state)
+if step(call, "place a peer-to-peer call", call, err) then
+  follow(call)
+  step(call, "established", call:wait("established", 10))
+  local op
+  op, err = call:play_prompt { prompts = { { uri = "https://cdn.contoso.com/beep.wav", resource_id = "beep" } } }
+  if step(call, "play a prompt", op, err) then step(call, "prompt finished", op:wait(10)) end
+end
 
 local meeting
 meeting, err = client:join {
@@ -59,23 +56,22 @@ meeting, err = client:join {
     .. "4b444206-207c-42f8-92a6-e332b41c88a2%22%7d",
   guest = "graphcall demo bot",
 }
-assert(meeting, err and tostring(err))
-log(meeting.id, "meeting joined", meeting.state)
+if step(meeting, "join a meeting as a guest", meeting, err) then
+  follow(meeting)
+  step(meeting, "established", meeting:wait("established", 10))
+end
 
-local steps = {
-  wait_state(call, "established"),
-  wait_state(meeting, "established"),
-  call:hangup() == true,
-  meeting:hangup() == true,
-  wait_state(call, "terminated"),
-  wait_state(meeting, "terminated"),
-}
+for _, c in ipairs { call, meeting } do
+  if c then
+    step(c, "hang up", c:hangup())
+    step(c, "terminated", c:wait("terminated", 10))
+  end
+end
+session.close()
 
-rx:close()
-if emu then emu:close() end
 print(table.concat(timeline, "\n"))
 local done = 0
 for _, ok in ipairs(steps) do if ok then done = done + 1 end end
-print(("demo: %d of %d steps done: a call and a meeting placed, established, hung up, terminated")
-  :format(done, #steps))
-os.exit(done == #steps and 0 or 1)
+print(("demo: %d of %d steps done (call placed, established, prompt played, meeting joined as a guest, "
+  .. "both hung up and terminated)"):format(done, 10))
+os.exit((done == 10 and #steps == 10) and 0 or 1)

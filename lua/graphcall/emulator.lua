@@ -906,6 +906,12 @@ function Emulator:route(req)
     return self:respond(req, 200, '{"keys":[' .. self.signer:jwk(self.kid) .. "]}")
   elseif req.method == "GET" and req.path:find("^/recordings/") then
     return self:recording(req)
+  elseif req.method == "POST" and req.path == "/_emulator/ring" then
+    -- a test control, so a bot can be rung in an emulator running elsewhere
+    local body = cjson.decode(req.body)
+    local ok, id = pcall(self.ring, self, type(body) == "table" and body or {})
+    if not ok then return self:fail(req, 400, "BadRequest", tostring(id)) end
+    return self:respond(req, 200, cjson.encode { id = id })
   end
   self:graph(req)
 end
@@ -1023,5 +1029,40 @@ function Emulator:close()
   self.server:close()
 end
 Emulator.__close = Emulator.close
+
+--- A bot's session against the emulator, for examples and quick scripts:
+-- the emulator named by the GRAPH_URL environment variable (as
+-- bin/graphcall-run sets it), or else one started in this process; a client
+-- (`opts.app_id`, `opts.endpoint`, the token in GRAPHCALL_TOKEN) and its
+-- receiver, verifying notifications with the emulator's keys.
+-- Returns `{ client, receiver, emulator (when in-process), url, ring(), close() }`.
+function M.session(opts)
+  opts = graphcall_loop.check_options("graphcall.emulator.session", opts,
+    { app_id = os.getenv("GRAPHCALL_APP_ID") or "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698", endpoint = "v1.0" })
+  local graphcall = require "graphcall"
+  local token = os.getenv("GRAPHCALL_TOKEN") or "demo-token"
+  local url, emu = os.getenv("GRAPH_URL"), nil
+  if not url or url == "" then
+    emu = assert(M.start { token = token, app_id = opts.app_id })
+    url = emu.url
+  end
+  local client = graphcall.new { app_id = opts.app_id, token = token, graph_url = url, endpoint = opts.endpoint }
+  local rx = assert(client:receiver { openid_url = url .. "/v1/.well-known/OpenIdConfiguration" })
+  local session = { client = client, receiver = rx, emulator = emu, url = url }
+  --- Have the emulator call the bot, as a Teams user would: returns the call id.
+  function session.ring()
+    local result
+    client.loop:request({ method = "POST", url = url .. "/_emulator/ring", headers = { ["Content-Type"] = JSON },
+      body = cjson.encode { callback_uri = rx:url(), app_id = opts.app_id } }, function(r) result = r end)
+    client.loop:wait(function() return result ~= nil end, 10)
+    local doc = result and result.status == 200 and cjson.decode(result.body)
+    return doc and doc.id
+  end
+  function session.close()
+    rx:close()
+    if emu then emu:close() end
+  end
+  return session
+end
 
 return M
