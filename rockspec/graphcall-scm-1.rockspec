@@ -38,8 +38,11 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(CRYPTO_LIBDIR)" },
       libraries = { "curl", "microhttpd", "crypto" },
     },
-    ["graphcall"] = "lua/graphcall/init.lua",
-    ["graphcall.client"] = "lua/graphcall/client.lua",
+    -- the Lua modules: every file under lua/ is installed as a module
+    -- (graphcall, graphcall.client, ...) by the builtin build's convention
+  },
+  install = {
+    bin = { ["graphcall-emulator"] = "bin/graphcall-emulator" },
   },
 }
 test_dependencies = { "busted" }

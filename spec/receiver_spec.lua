@@ -12,30 +12,8 @@ local APP_ID = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698"
 local SEED_CALL_ID = "57DAB8B1894C409AB240BD8BEAE78896"
 local JSON = { ["Content-Type"] = "application/json" }
 
-local DIR
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function file(name)
-  return DIR .. "/" .. name
-end
-
-local function read(name)
-  local f = io.open(file(name), "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(name, data)
-  local f = assert(io.open(file(name), "wb"))
-  f:write(data)
-  f:close()
-  return file(name)
-end
+local scratch = require "support.scratch"
+local q, file, read, write = scratch.q, scratch.file, scratch.read, scratch.write
 
 local function fixture(path)
   local f = assert(io.open("spec/fixtures/" .. path, "rb"))
@@ -186,15 +164,8 @@ local function hold(port, seconds, name)
 end
 
 describe("graphcall receiver", function()
-  setup(function()
-    DIR = os.tmpname()
-    os.remove(DIR)
-    assert(os.execute("mkdir -p " .. q(DIR)))
-  end)
-
-  teardown(function()
-    os.execute("rm -rf " .. q(DIR))
-  end)
+  setup(scratch.open)
+  teardown(scratch.close)
 
   after_each(function()
     for i = #opened, 1, -1 do opened[i]:close() end

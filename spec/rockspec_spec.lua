@@ -14,7 +14,7 @@ describe("rockspec/graphcall-scm-1.rockspec", function()
   setup(function()
     dir = os.tmpname()
     os.remove(dir)
-    assert(sh(("mkdir -p %q && cp -r src lua rockspec %q/"):format(dir, dir)))
+    assert(sh(("mkdir -p %q && cp -r src lua bin rockspec %q/"):format(dir, dir)))
   end)
 
   teardown(function()
@@ -31,6 +31,7 @@ describe("rockspec/graphcall-scm-1.rockspec", function()
       local g = require "graphcall"
       local c = g.new { app_id = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698", callback_uri = "https://bot.contoso.com/cb" }
       local r = c:prepare_call { targets = { g.user { id = "u" } } }
+      assert(require("graphcall.emulator").start { port = 0 }):close()
       print(package.searchpath("graphcall.core", package.cpath), g._VERSION, r.method, r.path)
     ]]
     local env = ("LUA_PATH='%s/tree/share/lua/5.4/?.lua;%s/tree/share/lua/5.4/?/init.lua;;' "
@@ -39,5 +40,11 @@ describe("rockspec/graphcall-scm-1.rockspec", function()
     assert.is_true(ok, out)
     assert.equal(("%s/tree/lib/lua/5.4/graphcall/core.so\t%s\tPOST\t/v1.0/communications/calls\n")
       :format(dir, require("graphcall")._VERSION), out)
+    -- every Lua module and the emulator command are installed
+    for _, m in ipairs { "init", "client", "call", "control", "events", "loop", "transport", "token", "keys",
+                         "receiver", "emulator" } do
+      assert.is_truthy(io.open(("%s/tree/share/lua/5.4/graphcall/%s.lua"):format(dir, m)), m)
+    end
+    assert.is_truthy(io.open(dir .. "/tree/bin/graphcall-emulator"))
   end)
 end)

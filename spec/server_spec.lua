@@ -4,30 +4,8 @@
 -- 405, 413, 415) never reaches Lua.
 local core = require "graphcall.core"
 
-local DIR
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function file(name)
-  return DIR .. "/" .. name
-end
-
-local function read(name)
-  local f = io.open(file(name), "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(name, data)
-  local f = assert(io.open(file(name), "wb"))
-  f:write(data)
-  f:close()
-  return file(name)
-end
+local scratch = require "support.scratch"
+local q, file, read, write = scratch.q, scratch.file, scratch.read, scratch.write
 
 -- Bounded waiting: at most `seconds` of wall time (and 5000 rounds). Round
 -- counts alone are no bound in time: srv:run(20) returns at once while
@@ -103,15 +81,8 @@ local function url(srv, path, scheme)
 end
 
 describe("core.server", function()
-  setup(function()
-    DIR = os.tmpname()
-    os.remove(DIR)
-    assert(os.execute("mkdir -p " .. q(DIR)))
-  end)
-
-  teardown(function()
-    os.execute("rm -rf " .. q(DIR))
-  end)
+  setup(scratch.open)
+  teardown(scratch.close)
 
   describe("creation", function()
     it("binds a free port when asked for port 0 and reports it", function()

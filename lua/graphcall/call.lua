@@ -9,6 +9,7 @@
 -- loop's `on_error` hook and later notifications are still delivered.
 -- @module graphcall.call
 local core = require "graphcall.core"
+local events = require "graphcall.events"
 local cjson = require("cjson.safe").new()
 
 local M = {}
@@ -83,18 +84,12 @@ end
 ---@param fn function
 ---@return graphcall.Call
 function Call:on(event, fn)
-  if type(event) ~= "string" or type(fn) ~= "function" then
-    error("graphcall: call:on(event, fn) expects a string and a function", 2)
-  end
-  local list = self.handlers[event] or {}
-  list[#list + 1] = fn
-  self.handlers[event] = list
+  events.on(self.handlers, event, fn, "call:on")
   return self
 end
 
 function Call:emit(event, ...)
-  local loop = self.client.loop
-  for _, fn in ipairs(self.handlers[event] or {}) do loop:protect(fn, self, ...) end
+  events.emit(self.client.loop, self.handlers, event, self, ...)
 end
 
 -- Has this notification been seen (same etag, or same content)?
@@ -219,14 +214,14 @@ function Operation:update(status, result_info, data)
   if type(data) == "table" then for k, v in pairs(data) do self.data[k] = v end end
   if self:done() then
     self.call.operations[op_key(self.id)] = nil
-    for _, fn in ipairs(self.handlers) do self.call.client.loop:protect(fn, self) end
+    events.emit(self.call.client.loop, self.handlers, "done", self)
     self.call:emit("operation", self)
   end
 end
 
 --- `fn(operation)` when it completes or fails.
 function Operation:on_done(fn)
-  self.handlers[#self.handlers + 1] = fn
+  events.on(self.handlers, "done", fn, "operation:on_done")
   return self
 end
 

@@ -6,6 +6,7 @@ local event_loop = require "graphcall.loop"
 local transport = require "graphcall.transport"
 local receiver = require "graphcall.receiver"
 local token_source = require "graphcall.token"
+local events = require "graphcall.events"
 local cjson = require("cjson.safe").new()
 require "graphcall.control" -- the actions of call objects
 
@@ -277,17 +278,12 @@ end
 -- "notification" for every accepted notification; "unknown" for a
 -- notification about a call the client does not know.
 function Client:on(event, fn)
-  if type(event) ~= "string" or type(fn) ~= "function" then
-    error("graphcall: client:on(event, fn) expects a string and a function", 2)
-  end
-  local list = self.handlers[event] or {}
-  list[#list + 1] = fn
-  self.handlers[event] = list
+  events.on(self.handlers, event, fn, "client:on")
   return self
 end
 
 function Client:emit(event, ...)
-  for _, fn in ipairs(self.handlers[event] or {}) do self.loop:protect(fn, ...) end
+  events.emit(self.loop, self.handlers, event, ...)
 end
 
 --- Hand a parsed batch of notifications to the calls they are about. The

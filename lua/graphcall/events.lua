@@ -1,0 +1,22 @@
+--- Event handlers, as calls and clients have them: `on(event, fn)` adds a
+-- handler, `emit` runs each under the loop's protection (an error goes to
+-- the loop's error hook and the other handlers still run).
+-- @module graphcall.events
+local M = {}
+
+--- Add `fn` to `handlers[event]`; `who` names the method in errors.
+function M.on(handlers, event, fn, who)
+  if type(event) ~= "string" or type(fn) ~= "function" then
+    error(("graphcall: %s(event, fn) expects a string and a function"):format(who), 3)
+  end
+  local list = handlers[event] or {}
+  list[#list + 1] = fn
+  handlers[event] = list
+end
+
+--- Run the handlers of `event` with the arguments.
+function M.emit(loop, handlers, event, ...)
+  for _, fn in ipairs(handlers[event] or {}) do loop:protect(fn, ...) end
+end
+
+return M
