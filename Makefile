@@ -4,6 +4,10 @@
 #   make         build build/graphcall/core.so
 #   make test    deps + build + luacheck + busted under Lua 5.4
 #   make demo    deps + build + the demo bot against the local Graph emulator
+#   make bench   the benchmark suite against the peers (bench/RESULTS.md)
+#   make fuzz    each libFuzzer harness for FUZZ_SECONDS (default 60) with ASan+UBSan
+#   make asan    the spec suite with the module built with -fsanitize=address,undefined
+#   make valgrind  the spec suite under valgrind --leak-check=full
 
 LUA      ?= lua5.4
 CC       ?= cc
@@ -21,9 +25,11 @@ MODULE := build/graphcall/core.so
 
 # Debian packages: runtime, then test tools.
 DEPS := pkg-config gcc make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
-        libssl-dev libmicrohttpd-dev lua-busted luarocks lua-check
+        libssl-dev libmicrohttpd-dev lua-busted luarocks lua-check lua-socket gzip
+# Development tools: sanitizers, fuzzing, leak checks, benchmark peers.
+DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
 
-.PHONY: all deps test lint unit demo clean
+.PHONY: all deps dev-deps test lint unit demo bench fuzz asan valgrind clean
 
 all: $(MODULE)
 
@@ -46,6 +52,9 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+dev-deps:
+	@$(MAKE) --no-print-directory deps DEPS="$(DEV_DEPS)"
+
 lint:
 	luacheck -q lua spec examples bin
 
@@ -63,6 +72,46 @@ LUA_ENV = LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bin/graphcall-run $(LUA) examples/demo_bot.lua
+
+# Sanitizers: the module built by clang with ASan and UBSan, run by the stock
+# lua5.4 with the ASan runtime preloaded. Leaks are valgrind's job (below):
+# the uninstrumented interpreter and its children would drown LSan in noise.
+ASAN_RT    = $(shell clang -print-file-name=libclang_rt.asan-x86_64.so)
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_MOD   = build/asan/graphcall/core.so
+
+$(ASAN_MOD): $(SRC) src/graphcall.h
+	@mkdir -p $(dir $@)
+	clang $(WARN) -O1 -g $(ASAN_FLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
+	  -shared -shared-libasan -o $@ $(SRC) $(PKG_LIBS)
+
+# curl, which the specs run as a client, hangs with the ASan runtime
+# preloaded: it runs from a wrapper that drops the preload.
+build/asan/bin/curl:
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec env -u LD_PRELOAD /usr/bin/curl "$$@"\n' > $@
+	chmod +x $@
+
+asan:
+	@$(MAKE) --no-print-directory dev-deps all $(ASAN_MOD) build/asan/bin/curl
+	PATH=$(CURDIR)/build/asan/bin:$$PATH GRAPHCALL_MEMCHECK=1 \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LD_PRELOAD=$(ASAN_RT) $(LUA) /usr/bin/busted --cpath='./build/asan/?.so'
+
+# valgrind: the spec suite, failing on any error or definitely lost block.
+valgrind:
+	@$(MAKE) --no-print-directory dev-deps all
+	GRAPHCALL_MEMCHECK=1 valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 \
+	  --trace-children=no -q $(LUA) /usr/bin/busted
+
+# libFuzzer harnesses (spec/fuzz/) with ASan+UBSan, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz: ; @$(MAKE) --no-print-directory dev-deps && FUZZ_SECONDS=$(FUZZ_SECONDS) spec/fuzz/run
+
+# The benchmark suite against its peers (bench/run, bench/RESULTS.md).
+bench: all
+	@$(MAKE) --no-print-directory dev-deps
+	@bench/run
 
 clean:
 	rm -rf build

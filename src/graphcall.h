@@ -33,6 +33,7 @@
 #define GC_SPEC_MAX_DEPTH 16
 #define GC_EXTRA_MAX_NODES 10000
 #define GC_URL_MAX 8192
+#define GC_CALLBACK_MAX 2048
 
 /* Every module function gets the module state table as upvalue 1; it holds
  * the private lua-cjson instance ("encode", "decode") and the "null"

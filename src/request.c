@@ -842,6 +842,8 @@ int gc_l_build_request(lua_State *L)
 		cb = opt_string(L, 1, "", "callback_uri", 0);
 	if (!cb)
 		luaL_error(L, "callback_uri: required (in the spec or the client)");
+	if (strlen(cb) > GC_CALLBACK_MAX)
+		luaL_error(L, "callback_uri: longer than %d bytes", GC_CALLBACK_MAX);
 	check_url(L, cb, "callback_uri");
 	set_string(L, b.body, "callbackUri", cb);
 

@@ -316,10 +316,13 @@ static int collect_headers(struct rq *r, const char *method)
 	return 1;
 }
 
+/* allow: the Allow header of a 405, or "close" to end the connection. */
 static enum MHD_Result queue_error(struct MHD_Connection *conn, unsigned int status,
                                    const char *code, const char *message,
                                    const char *allow)
 {
+	int close_it = allow && strcmp(allow, "close") == 0;
+
 	char buf[256];
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -334,7 +337,10 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, unsigned int sta
 		return MHD_NO;
 	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                            "application/json") != MHD_YES ||
-	    (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)) {
+	    (allow && !close_it &&
+	     MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES) ||
+	    (close_it &&
+	     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
 		MHD_destroy_response(resp);
 		return MHD_NO;
 	}
@@ -416,6 +422,19 @@ static size_t content_length(struct MHD_Connection *conn, int *present)
 
 /* First handler call: headers are complete. Answers 404/405/415/413 in C or
  * prepares the request for its body. */
+/* Counts Content-Length headers (C only: an MHD iterator). */
+static enum MHD_Result count_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+	int *n = cls;
+
+	(void)kind;
+	(void)value;
+	if (key && strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+		(*n)++;
+	return MHD_YES;
+}
+
 static enum MHD_Result first_call(struct server *s, struct rq *r, const char *method)
 {
 	int has_cl;
@@ -424,7 +443,16 @@ static enum MHD_Result first_call(struct server *s, struct rq *r, const char *me
 	                                          MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 	char msg[96];
 
+	int lengths = 0;
+
 	r->started = 1;
+	/* Ambiguous framing (two lengths, or a length and chunks) is how
+	 * requests are smuggled past a proxy: refuse it and close. */
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_length, &lengths);
+	if (lengths > 1 || (lengths && chunked))
+		return reject(r, MHD_HTTP_BAD_REQUEST, "badRequest",
+		              lengths > 1 ? "more than one Content-Length"
+		                          : "Content-Length with Transfer-Encoding", "close");
 	if (!path_allowed(s, r))
 		return reject(r, MHD_HTTP_NOT_FOUND, "notFound", "no such path", NULL);
 	if (!method_allowed(s, method))

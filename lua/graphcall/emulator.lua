@@ -825,6 +825,15 @@ function Emulator:inject(req, fault)
     return self:respond(req, req.path:find("^/v1/") and 200 or 201, '{"padding":"' .. padding .. '"}')
   elseif fault.mode == "html" then
     return self:respond(req, 200, "<html><body>Service unavailable</body></html>", { ["content-type"] = "text/html" })
+  elseif fault.mode == "redirect" then
+    return self:respond(req, 302, "", { location = fault.location })
+  elseif fault.mode == "gzip" then
+    -- a compressed body the client never asked for (a gzip bomb when large)
+    return self:respond(req, 201, fault.body, { ["content-encoding"] = "gzip", ["content-type"] = JSON })
+  elseif fault.mode == "headers" then
+    local headers = {}
+    for i = 1, fault.headers or 1000 do headers["x-filler-" .. i] = "x" end
+    return self:respond(req, 201, '{"id":"x"}', headers)
   end
   error("emulator: unknown fault")
 end
@@ -974,6 +983,7 @@ end
 
 --- Queue faults for the next requests, in order:
 -- `{ status = 429|503|504, retry_after = s }`, `{ mode = "drop" | "truncate" | "not_json" | "oversized" | "html" }`,
+-- `{ mode = "redirect", location = url }`, `{ mode = "gzip", body = bytes }`, `{ mode = "headers", headers = n }`,
 -- `{ delay = s }` (then answer normally, or with the other fields); `count` repeats it;
 -- `path` (a Lua pattern) aims it at other paths than Graph's calls API, e.g. "^/v1/keys";
 -- `processed = true` with a status: act on the request (create the call), then answer the status.
