@@ -1,0 +1,38 @@
+-- Peer: a raw luasocket HTTP/1.1 client over one keep-alive connection
+-- (what socket.http cannot do): encode the body with lua-cjson, write the
+-- request, read the status line, the headers and Content-Length bytes,
+-- decode the body.
+--   lua5.4 ls_raw.lua URL N
+local socket = require "socket"
+local cjson = require "cjson"
+
+local host, port = arg[1]:match("^http://([^:/]+):(%d+)")
+local n = assert(tonumber(arg[2]))
+local body_table = require "peer_body"
+
+local sock = assert(socket.tcp())
+assert(sock:connect(host, tonumber(port)))
+sock:setoption("tcp-nodelay", true)
+local head = "POST /v1.0/communications/calls HTTP/1.1\r\nHost: " .. host .. ":" .. port
+  .. "\r\nAuthorization: Bearer x\r\nAccept: application/json\r\nContent-Type: application/json\r\n"
+  .. "Content-Length: "
+
+local t0 = socket.gettime()
+for i = 1, n do
+  local body = cjson.encode(body_table)
+  assert(sock:send(head .. #body .. "\r\n\r\n" .. body))
+  local status = assert(sock:receive("*l"))
+  local code = tonumber(status:match("^HTTP/1%.1 (%d+)"))
+  local len
+  while true do
+    local line = assert(sock:receive("*l"))
+    if line == "" then break end
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k and k:lower() == "content-length" then len = tonumber(v) end
+  end
+  local data = assert(sock:receive(len))
+  local call = cjson.decode(data)
+  if code ~= 201 or type(call.id) ~= "string" then error(("request %d: %s"):format(i, status)) end
+end
+io.write(("elapsed %.6f\n"):format(socket.gettime() - t0))
+sock:close()
