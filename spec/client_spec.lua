@@ -373,3 +373,17 @@ describe("https", function()
     server:close()
   end)
 end)
+
+describe("client-request-id", function()
+  it("is a distinct version 4 UUID for every request, across refills of the random pool", function()
+    local core = require "graphcall.core"
+    local seen, count = {}, 0
+    for _ = 1, 2000 do -- 16 bytes each: eight refills of the 4 KiB pool
+      local id = core.uuid()
+      assert.matches(UUID4, id)
+      assert.is_nil(seen[id])
+      seen[id], count = true, count + 1
+    end
+    assert.equal(2000, count)
+  end)
+end)

@@ -73,6 +73,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	if (!curl_ready) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 			return luaL_error(L, "graphcall.core: curl_global_init failed");
+		gc_uuid_init();
 		curl_ready = 1;
 	}
 	gc_open_util(L);
