@@ -258,6 +258,23 @@ describe("bad specs raise before anything is sent, naming the field", function()
       "callback_uri: longer than 2048 bytes")
   end)
 
+  it("remembers accepted URLs, never a refused one, and only so many", function()
+    -- accepted URLs are cached (so the same callback is not parsed for every
+    -- call); 300 distinct ones overflow the cache, which starts over
+    for i = 1, 300 do
+      local req = client:prepare_call { targets = { heidi() }, callback_uri = "https://bot" .. i .. ".contoso.com/cb" }
+      assert.equals("https://bot" .. i .. ".contoso.com/cb", json.decode(req.body).callbackUri)
+    end
+    for _ = 1, 2 do -- a refusal is not remembered as an acceptance
+      rejects({ targets = { heidi() }, callback_uri = "http://bot.contoso.com/cb" },
+        "callback_uri: must be an https URL")
+    end
+    rejects({ targets = { heidi() }, media = graphcall.prompts { { uri = "ftp://cdn.contoso.com/a.wav" } } },
+      "media.prompts[1].uri: must be an https URL")
+    assert.equals("https://bot1.contoso.com/cb", json.decode(client:prepare_call {
+      targets = { heidi() }, callback_uri = "https://bot1.contoso.com/cb" }.body).callbackUri)
+  end)
+
   it("CR/LF in any value", function()
     rejects({ targets = { heidi() }, subject = "Test\r\nX-Injected: 1" }, "subject: contains CR/LF")
     rejects({ targets = { graphcall.user { id = "a", name = "Heidi\n" } } }, "targets[1].name: contains CR/LF")

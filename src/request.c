@@ -55,6 +55,17 @@ static const char *field(char *buf, const char *where, const char *key)
 	                : path_printf(buf, "%s", key);
 }
 
+/* Can s travel in a Graph body or a header? (check_text says why not.) */
+static int text_ok(const char *s, size_t len)
+{
+	size_t bad;
+
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+			return 0;
+	return gc_utf8_valid(s, len, &bad);
+}
+
 /* Reject strings that cannot travel in a Graph body or a header. */
 static void check_text(lua_State *L, int idx, const char *name)
 {
@@ -89,6 +100,7 @@ static const char *opt_string(lua_State *L, int t, const char *where,
 {
 	char buf[FIELD_MAX];
 	const char *s;
+	size_t len;
 	int type = raw_field(L, t, key);
 
 	if (type == LUA_TNIL) {
@@ -100,10 +112,12 @@ static const char *opt_string(lua_State *L, int t, const char *where,
 	if (type != LUA_TSTRING)
 		luaL_error(L, "%s: expected string, got %s", field(buf, where, key),
 		           lua_typename(L, type));
-	check_text(L, -1, field(buf, where, key));
-	if (lua_rawlen(L, -1) == 0)
+	/* the field's name is formatted only for an error: most specs are fine */
+	s = lua_tolstring(L, -1, &len);
+	if (!text_ok(s, len))
+		check_text(L, -1, field(buf, where, key));
+	if (len == 0)
 		luaL_error(L, "%s: must not be empty", field(buf, where, key));
-	s = lua_tostring(L, -1);
 	lua_pop(L, 1);
 	return s;
 }
@@ -196,12 +210,45 @@ done:
 	return reason;
 }
 
-static void check_url(lua_State *L, const char *url, const char *name)
-{
-	const char *reason = url_problem(url);
+/* The URLs a bot sends repeat (its callback, its prompts, Graph's own), so
+ * accepted ones are remembered in a table of the module state rather than
+ * parsed again; [1] counts them, and a full table starts over. */
+#define URL_CACHE_MAX 256
 
-	if (reason)
-		luaL_error(L, "%s: %s", name, reason);
+static void check_url(lua_State *L, const char *url, const char *where, const char *key)
+{
+	char name[FIELD_MAX];
+	const char *reason;
+	lua_Integer n;
+
+	if (lua_getfield(L, GC_STATE, "accepted_urls") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, GC_STATE, "accepted_urls");
+	}
+	if (lua_getfield(L, -1, url) == LUA_TBOOLEAN) {
+		lua_pop(L, 2);
+		return;
+	}
+	lua_pop(L, 1);
+	if ((reason = url_problem(url)))
+		luaL_error(L, "%s: %s", field(name, where, key), reason);
+	lua_rawgeti(L, -1, 1);
+	n = lua_tointeger(L, -1) + 1;
+	lua_pop(L, 1);
+	if (n > URL_CACHE_MAX) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, GC_STATE, "accepted_urls");
+		n = 1;
+	}
+	lua_pushinteger(L, n);
+	lua_rawseti(L, -2, 1);
+	lua_pushboolean(L, 1);
+	lua_setfield(L, -2, url);
+	lua_pop(L, 1);
 }
 
 /* Application ids are GUIDs; they also go into URL paths. */
@@ -230,7 +277,7 @@ int gc_l_check_url(lua_State *L)
 	const char *name = luaL_optstring(L, 2, "url");
 
 	check_text(L, 1, name);
-	check_url(L, url, name);
+	check_url(L, url, "", name);
 	return 0;
 }
 
@@ -430,7 +477,7 @@ static void build_prompts(builder *b, int media, int mc)
 	lua_State *L = b->L;
 	int t = opt_table(L, media, "media", "prompts");
 	lua_Integer n = 0;
-	char where[FIELD_MAX], name[FIELD_MAX];
+	char where[FIELD_MAX];
 
 	if (!t)
 		return;
@@ -451,7 +498,7 @@ static void build_prompts(builder *b, int media, int mc)
 		p = lua_gettop(L);
 		gc_check_keys(L, p, where, prompt_keys);
 		uri = opt_string(L, p, where, "uri", 1);
-		check_url(L, uri, field(name, where, "uri"));
+		check_url(L, uri, where, "uri");
 		lua_createtable(L, 0, 2);
 		set_string(L, lua_gettop(L), "uri", uri);
 		set_string(L, lua_gettop(L), "resourceId", opt_string(L, p, where, "resource_id", 0));
@@ -788,7 +835,7 @@ int gc_l_build_parts(lua_State *L)
 	lua_createtable(L, 0, 4);
 	b.body = lua_gettop(L);
 	if ((cb = opt_string(L, 2, "", "callback_uri", 0))) {
-		check_url(L, cb, "callback_uri");
+		check_url(L, cb, "", "callback_uri");
 		set_string(L, b.body, "callbackUri", cb);
 	}
 	build_targets(&b);
@@ -831,7 +878,7 @@ int gc_l_build_request(lua_State *L)
 	graph_url = opt_string(L, 1, "config", "graph_url", 1);
 	endpoint = opt_string(L, 1, "config", "endpoint", 1);
 	check_guid(L, b.app_id, "app_id");
-	check_url(L, graph_url, "graph_url");
+	check_url(L, graph_url, "", "graph_url");
 
 	gc_check_keys(L, 2, mode, spec_keys);
 	lua_createtable(L, 0, 12);
@@ -844,7 +891,7 @@ int gc_l_build_request(lua_State *L)
 		luaL_error(L, "callback_uri: required (in the spec or the client)");
 	if (strlen(cb) > GC_CALLBACK_MAX)
 		luaL_error(L, "callback_uri: longer than %d bytes", GC_CALLBACK_MAX);
-	check_url(L, cb, "callback_uri");
+	check_url(L, cb, "", "callback_uri");
 	set_string(L, b.body, "callbackUri", cb);
 
 	build_source(&b);
