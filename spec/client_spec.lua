@@ -142,6 +142,21 @@ describe("client requests", function()
     assert.has_error(function() w.client:hangup("../x") end, "graphcall: expected a call id, got '../x'")
   end)
 
+  it("a pooled connection handle carries nothing of the request before it", function()
+    -- POST (body), GET, DELETE, POST again, GET: each with its own method and body
+    local call = assert(w.client:call { callback_uri = w.rx:url(), targets = { graphcall.user { id = "u" } } })
+    assert(w.client:get_call(call.id))
+    assert.is_true(w.client:hangup(call.id))
+    local second = assert(w.client:call { callback_uri = w.rx:url(), targets = { graphcall.user { id = "v" } } })
+    assert(w.client:get_call(second.id))
+    local seen = {}
+    for _, r in ipairs(w.graph_requests()) do
+      seen[#seen + 1] = { r.method, #r.body > 0, r.json and r.json.targets[1].identity.user.id or false }
+    end
+    assert.same({ { "POST", true, "u" }, { "GET", false, false }, { "DELETE", false, false },
+                  { "POST", true, "v" }, { "GET", false, false } }, seen)
+  end)
+
   it("a wrong token is a graph error with Graph's code, the request id and the date", function()
     local c = graphcall.new { app_id = APP_ID, token = "wrong", graph_url = w.emu.url, loop = w.loop }
     local call, err = c:call { callback_uri = w.rx:url(), targets = { graphcall.user { id = "u" } } }

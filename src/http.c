@@ -80,12 +80,13 @@ static void list_remove(list *l, transfer *t)
 	l->count--;
 }
 
-/* Give the easy handle back to the pool (reset), or clean it up. */
+/* Give the easy handle back to the pool, or clean it up. A pooled handle
+ * keeps the options every request shares (new_easy); submit sets the rest. */
 static void transfer_free(gc_http *h, transfer *t)
 {
 	if (t->easy) {
 		if (h->pooled < EASY_POOL) {
-			curl_easy_reset(t->easy);
+			curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL); /* freed below */
 			h->pool[h->pooled++] = t->easy;
 		} else {
 			curl_easy_cleanup(t->easy);
@@ -265,6 +266,30 @@ static int http_close(lua_State *L)
 	return 0;
 }
 
+/* A new easy handle with the options every request of h shares. */
+static CURL *new_easy(gc_http *h, const char *ca_file)
+{
+	CURL *easy = curl_easy_init();
+
+	if (!easy)
+		return NULL;
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, h->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+	return easy;
+}
+
 static void check_header_text(lua_State *L, int idx, const char *what)
 {
 	size_t len;
@@ -323,7 +348,8 @@ static int http_submit(lua_State *L)
 	/* From here on nothing raises until the transfer is queued. */
 	if (!(t = calloc(1, sizeof *t)))
 		return luaL_error(L, "graphcall.http: out of memory");
-	easy = h->pooled ? h->pool[--h->pooled] : curl_easy_init();
+	easy = h->pooled ? h->pool[--h->pooled]
+	                 : new_easy(h, lua_type(L, 8) == LUA_TSTRING ? lua_tostring(L, 8) : NULL);
 	if (!easy) {
 		free(t);
 		return luaL_error(L, "graphcall.http: out of memory");
@@ -356,32 +382,20 @@ static int http_submit(lua_State *L)
 	}
 
 	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, h->timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (lua_type(L, 8) == LUA_TSTRING)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, lua_tostring(L, 8));
-	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
 	curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
 	if (body || strcmp(method, "POST") == 0) {
 		/* libcurl copies the body, so the Lua string may go. */
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
 		curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+	} else {
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L); /* no body left from a pooled POST */
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
-		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST,
+	                 strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 ? method : NULL);
 	if (urgent && curl_multi_add_handle(h->multi, easy) == CURLM_OK) {
 		list_push(&h->active, t);
 	} else {
@@ -662,7 +676,7 @@ int gc_l_uuid(lua_State *L)
 {
 	uuid_pool *pool;
 	unsigned char b[16];
-	char s[37];
+	char s[36];
 
 	if (lua_getfield(L, GC_STATE, "uuid_pool") != LUA_TUSERDATA) {
 		lua_pop(L, 1);
@@ -683,11 +697,14 @@ int gc_l_uuid(lua_State *L)
 	pool->used += sizeof b;
 	b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
-	snprintf(s, sizeof s,
-	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-	         b[12], b[13], b[14], b[15]);
-	lua_pushstring(L, s);
+	for (size_t i = 0, o = 0; i < sizeof b; i++) {
+		static const char hex[] = "0123456789abcdef";
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			s[o++] = '-';
+		s[o++] = hex[b[i] >> 4];
+		s[o++] = hex[b[i] & 15];
+	}
+	lua_pushlstring(L, s, sizeof s);
 	return 1;
 }
 

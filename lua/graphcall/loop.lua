@@ -64,6 +64,11 @@ function M.new(opts)
     seq = 0,             -- creation order of timers: ties fire first come, first served
     stopped = false,
   }, Loop)
+  -- xpcall's message handler, made once rather than for every callback
+  self.on_callback_error = function(e)
+    self:report(e, debug.traceback(tostring(e), 2))
+    return e
+  end
   return self
 end
 
@@ -88,10 +93,7 @@ end
 
 --- Run fn(...) under xpcall; errors go to the hook. Returns ok, results...
 function Loop:protect(fn, ...)
-  return xpcall(fn, function(e)
-    self:report(e, debug.traceback(tostring(e), 2))
-    return e
-  end, ...)
+  return xpcall(fn, self.on_callback_error, ...)
 end
 
 --- Send an HTTP request; `callback(result)` runs from the loop when it ends.
@@ -189,18 +191,26 @@ end
 -- what became ready. Returns true when something ran.
 ---@param timeout? number seconds (default 0: do not wait)
 function Loop:step(timeout)
-  local fds = {}
-  for i, s in ipairs(self.servers) do fds[i] = s.server:fd() end
+  local servers = self.servers
+  local fds
+  if #servers > 0 then
+    fds = {}
+    for i, s in ipairs(servers) do fds[i] = s.server:fd() end
+  end
   local results = self.http:poll(self:wait_ms(timeout or 0), fds)
   local did = #results > 0
-  for _, r in ipairs(results) do
-    local cb = self.callbacks[r.id]
-    self.callbacks[r.id] = nil
-    if cb then self:protect(cb, r) end
+  local callbacks = self.callbacks
+  for i = 1, #results do
+    local r = results[i]
+    local cb = callbacks[r.id]
+    callbacks[r.id] = nil
+    if cb then xpcall(cb, self.on_callback_error, r) end
   end
   -- servers (a copy: a handler may add or remove one)
-  for _, entry in ipairs({ table.unpack(self.servers) }) do
-    if serve(self, entry) > 0 then did = true end
+  if #self.servers > 0 then
+    for _, entry in ipairs({ table.unpack(self.servers) }) do
+      if serve(self, entry) > 0 then did = true end
+    end
   end
   -- due timers one at a time, so one may still cancel another
   local now, limit = self.clock(), self.seq

@@ -193,10 +193,10 @@ end
 
 --- `send_async`, waiting on the loop for the outcome: result, req | nil, err.
 function M.send(ctx, req)
-  local out
-  M.send_async(ctx, req, function(...) out = table.pack(...) end)
-  ctx.loop:wait(function() return out ~= nil end)
-  return table.unpack(out, 1, out.n)
+  local first, second, finished
+  M.send_async(ctx, req, function(a, b) first, second, finished = a, b, true end)
+  ctx.loop:wait(function() return finished end)
+  return first, second
 end
 
 return M
