@@ -79,7 +79,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L);
 
 void gc_open_util(lua_State *L);
 void gc_open_request(lua_State *L);
-void gc_open_notification(lua_State *L);
+void gc_open_notification(lua_State *L);  /* the state table on top */
 void gc_open_http(lua_State *L);
 void gc_open_server(lua_State *L);
 void gc_open_jwt(lua_State *L);
