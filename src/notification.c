@@ -10,13 +10,15 @@
  *
  * Two passes do the same job. The fast one (json_scan.cpp, simdjson)
  * validates the whole body and reads only the fields a notification
- * exposes; each entry's resourceData stays JSON text in the body until
- * n.resource_data is first read, then lua-cjson decodes it (it cannot fail:
- * the text was validated) and the table is kept. Any body simdjson does not
- * accept goes through the reference pass, which decodes it all with
- * lua-cjson: lua-cjson alone decides what is invalid and words the error,
- * and it takes a few things simdjson does not (1e999, "1.", control
- * characters in strings), which must keep parsing as before. */
+ * exposes: they are checked and normalised at once, kept as bytes in the
+ * notification and made Lua values when first read. Each entry's
+ * resourceData stays JSON text in the body until n.resource_data is first
+ * read; then lua-cjson decodes it (it cannot fail: the text was validated)
+ * and the table is kept. Any body simdjson does not accept goes through the
+ * reference pass, which decodes it all with lua-cjson and fills every field
+ * at once: lua-cjson alone decides what is invalid and words the error, and
+ * it takes a few things simdjson does not (1e999, "1.", control characters
+ * in strings), which must keep parsing as before. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,16 +34,51 @@
  * the parse. */
 #define SCANNER_KEEP_BYTES (64 * 1024)
 
-/* A notification: user value 1 is its fields table. While its
- * resourceData is not decoded yet, user value 2 is its batch's pending
- * data and pending is set. */
+/* The fields of a notification, as Lua sees them. */
+enum {
+	F_CHANGE_TYPE, F_RESOURCE, F_RESOURCE_URL, F_CALLBACK_URI, F_CALL_ID, F_KIND,
+	F_OPERATION_ID, F_ODATA_TYPE, F_ETAG, F_STATE, F_DIRECTION, F_STATUS,
+	F_CLIENT_CONTEXT, F_RESULT_INFO, F_RESOURCE_DATA, F_COUNT
+};
+
+static const struct {
+	const char *name;
+	size_t len;
+} field_names[F_COUNT] = {
+#define NAME(s) { s, sizeof s - 1 }
+	NAME("change_type"), NAME("resource"), NAME("resource_url"), NAME("callback_uri"),
+	NAME("call_id"), NAME("kind"), NAME("operation_id"), NAME("odata_type"), NAME("etag"),
+	NAME("state"), NAME("direction"), NAME("status"), NAME("client_context"),
+	NAME("result_info"), NAME("resource_data"),
+#undef NAME
+};
+
+/* result_info's parts */
+enum { RI_CODE = 1, RI_SUBCODE = 2, RI_MESSAGE = 4 };
+
 typedef struct {
+	size_t off, len;
+} span;
+
+/* A notification. User value 1 is its fields table (nil until a field is
+ * read). The fields whose bit is set in `lazy` are not in that table yet:
+ * strings are in buf (span s[F_*]; F_RESULT_INFO's is its message), kind is
+ * a static string. While resourceData is not decoded, user value 2 is the
+ * body (a batch of one) or the batch's pending data. A notification from
+ * the reference pass has every field in its table and lazy == 0. */
+typedef struct {
+	unsigned lazy;           /* bit 1 << F_* */
+	unsigned ri;             /* RI_* */
+	lua_Integer code, subcode;
+	const char *kind;
 	size_t item;             /* its index in value, from 0 */
-	int pending;
+	size_t value_field, data_field;  /* for a batch of one */
+	span s[F_COUNT];
+	char buf[];
 } notification;
 
-/* The pending data of a batch parsed by the fast pass, shared by its
- * notifications: user value 1 is the body. The first notification whose
+/* The pending data of a batch of several notifications from the fast pass,
+ * shared by them: user value 1 is the body. The first notification whose
  * resource_data is read locates every entry's resourceData in one pass. */
 typedef struct {
 	size_t n, value_field;
@@ -49,33 +86,10 @@ typedef struct {
 	gc_jspan spans[];        /* n entries */
 } pending_data;
 
-/* Wrap the table on top of the stack in a read-only userdata of type mt;
- * the table becomes its user value. */
-static void push_box(lua_State *L, const char *mt)
-{
-	lua_newuserdatauv(L, 0, 1);
-	luaL_setmetatable(L, mt);
-	lua_insert(L, -2);
-	lua_setiuservalue(L, -2, 1);
-}
-
-/* Wrap the fields table on top of the stack in a graphcall.notification.
- * With pending_idx (not 0), its resourceData, entry `item` of the batch's
- * pending data at pending_idx, is decoded on first use. */
-static void push_notification(lua_State *L, int pending_idx, size_t item)
-{
-	notification *n = lua_newuserdatauv(L, sizeof *n, 2);
-
-	n->item = item;
-	n->pending = pending_idx != 0;
-	luaL_setmetatable(L, GC_NOTIFICATION_MT);
-	lua_insert(L, -2);
-	lua_setiuservalue(L, -2, 1);
-	if (pending_idx) {
-		lua_pushvalue(L, pending_idx);
-		lua_setiuservalue(L, -2, 2);
-	}
-}
+/* A batch: user value i is notification i; n of them. */
+typedef struct {
+	size_t n;
+} batch;
 
 /* What is wrong with an entry: the field (a path in Graph's spelling) and
  * why. */
@@ -229,35 +243,57 @@ static int copy_result_info(lua_State *L, int data, int dst, problem *p)
 }
 
 /* call_id, kind and operation_id from a resource path such as
- * /communications/calls/{id}/operations/{op} or the legacy /app/calls/{id}. */
-static void split_resource(lua_State *L, const char *url, int dst)
+ * /communications/calls/{id}/operations/{op} or the legacy /app/calls/{id}
+ * (a NUL-terminated string). id_len and op_len are 0 when absent. */
+typedef struct {
+	const char *kind;
+	size_t id_off, id_len, op_off, op_len;
+} url_parts;
+
+static void split_url(const char *url, url_parts *u)
 {
 	const char *p = strstr(url, "/calls/"), *id, *rest;
-	const char *kind = "other";
 
-	if (p) {
-		id = p + 7;
-		rest = strchr(id, '/');
-		if (!rest)
-			rest = id + strlen(id);
-		if (rest > id) {
-			lua_pushlstring(L, id, (size_t)(rest - id));
-			lua_setfield(L, dst, "call_id");
-			if (*rest == '\0' || strcmp(rest, "/") == 0) {
-				kind = "call";
-			} else if (strncmp(rest, "/participants", 13) == 0 &&
-			           (rest[13] == '\0' || rest[13] == '/')) {
-				kind = "participants";
-			} else if (strncmp(rest, "/operations/", 12) == 0 && rest[12]) {
-				kind = "operation";
-				lua_pushstring(L, rest + 12);
-				lua_setfield(L, dst, "operation_id");
-			} else if (strncasecmp(rest, "/contentsharingsessions", 23) == 0) {
-				kind = "content_sharing";
-			}
-		}
+	u->kind = "other";
+	u->id_len = u->op_len = 0;
+	if (!p)
+		return;
+	id = p + 7;
+	rest = strchr(id, '/');
+	if (!rest)
+		rest = id + strlen(id);
+	if (rest == id)
+		return;
+	u->id_off = (size_t)(id - url);
+	u->id_len = (size_t)(rest - id);
+	if (*rest == '\0' || strcmp(rest, "/") == 0) {
+		u->kind = "call";
+	} else if (strncmp(rest, "/participants", 13) == 0 &&
+	           (rest[13] == '\0' || rest[13] == '/')) {
+		u->kind = "participants";
+	} else if (strncmp(rest, "/operations/", 12) == 0 && rest[12]) {
+		u->kind = "operation";
+		u->op_off = (size_t)(rest + 12 - url);
+		u->op_len = strlen(rest + 12);
+	} else if (strncasecmp(rest, "/contentsharingsessions", 23) == 0) {
+		u->kind = "content_sharing";
 	}
-	lua_pushstring(L, kind);
+}
+
+static void split_resource(lua_State *L, const char *url, int dst)
+{
+	url_parts u;
+
+	split_url(url, &u);
+	if (u.id_len) {
+		lua_pushlstring(L, url + u.id_off, u.id_len);
+		lua_setfield(L, dst, "call_id");
+	}
+	if (u.op_len) {
+		lua_pushlstring(L, url + u.op_off, u.op_len);
+		lua_setfield(L, dst, "operation_id");
+	}
+	lua_pushstring(L, u.kind);
 	lua_setfield(L, dst, "kind");
 }
 
@@ -325,9 +361,19 @@ static int extract(lua_State *L, int item, problem *p)
 
 /* --- the fast pass: fields read by json_scan ------------------------------ */
 
-/* copy_string for a value read by json_scan. */
-static int fast_string(lua_State *L, const gc_jval *v, int dst, const char *name,
-                       int lower, const char *path, problem *p)
+/* What a fast notification will hold: the checks of extract(), in its
+ * order, without Lua values. */
+typedef struct {
+	const gc_jval *str[F_COUNT];   /* the source of each string field */
+	int lower[F_COUNT];
+	lua_Integer code, subcode;
+	unsigned ri;
+	int has_data;
+	size_t bytes;                  /* buf: each string and a NUL */
+} plan;
+
+static int plan_string(plan *pl, int field, const gc_jval *v, int lower,
+                       const char *path, problem *p)
 {
 	if (v->type == GC_JT_ABSENT)
 		return 1;
@@ -335,11 +381,9 @@ static int fast_string(lua_State *L, const gc_jval *v, int dst, const char *name
 		return bad(p, path, "expected a string");
 	if (memchr(v->str, '\0', v->len))
 		return bad(p, path, "contains a NUL byte");
-	if (lower)
-		push_lowered(L, v->str, v->len, lower == LOWER_ALL);
-	else
-		lua_pushlstring(L, v->str, v->len);
-	lua_setfield(L, dst, name);
+	pl->str[field] = v;
+	pl->lower[field] = lower;
+	pl->bytes += v->len + 1;
 	return 1;
 }
 
@@ -361,15 +405,16 @@ static int fast_code(const gc_jval *v, lua_Integer *out)
 	return 1;
 }
 
-static int fast_result_info(lua_State *L, const gc_jitem *it, int dst, problem *p)
+static int plan_result_info(plan *pl, const gc_jitem *it, problem *p)
 {
 	static const struct {
 		int field;
-		const char *name, *path;
+		unsigned part;
+		const char *path;
 	} codes[] = {
-		{ GC_JF_CODE, "code", "resourceData.resultInfo.code" },
-		{ GC_JF_SUBCODE, "subcode", "resourceData.resultInfo.subcode" },
-		{ GC_JF_SUBCODE_CAMEL, "subcode", "resourceData.resultInfo.subCode" },
+		{ GC_JF_CODE, RI_CODE, "resourceData.resultInfo.code" },
+		{ GC_JF_SUBCODE, RI_SUBCODE, "resourceData.resultInfo.subcode" },
+		{ GC_JF_SUBCODE_CAMEL, RI_SUBCODE, "resourceData.resultInfo.subCode" },
 	};
 	int t = it->f[GC_JF_RESULT_INFO].type;
 
@@ -377,7 +422,6 @@ static int fast_result_info(lua_State *L, const gc_jitem *it, int dst, problem *
 		return 1;
 	if (t != GC_JT_OBJECT && t != GC_JT_ARRAY)
 		return bad(p, "resourceData.resultInfo", "expected an object");
-	lua_createtable(L, 0, 3);
 	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
 		const gc_jval *v = &it->f[codes[i].field];
 		lua_Integer c;
@@ -385,136 +429,132 @@ static int fast_result_info(lua_State *L, const gc_jitem *it, int dst, problem *
 			continue;
 		if (!fast_code(v, &c))
 			return bad(p, codes[i].path, "expected an integer code");
-		lua_pushinteger(L, c);
-		lua_setfield(L, -2, codes[i].name);
+		if (codes[i].part == RI_CODE)
+			pl->code = c;
+		else
+			pl->subcode = c;
+		pl->ri |= codes[i].part;
 	}
-	if (!fast_string(L, &it->f[GC_JF_MESSAGE], lua_gettop(L), "message", KEEP,
+	pl->ri |= 0x80;                /* present, maybe empty */
+	if (!plan_string(pl, F_RESULT_INFO, &it->f[GC_JF_MESSAGE], KEEP,
 	                 "resourceData.resultInfo.message", p))
 		return 0;
-	lua_setfield(L, dst, "result_info");
+	if (pl->str[F_RESULT_INFO])
+		pl->ri |= RI_MESSAGE;
 	return 1;
 }
 
 /* extract() for an entry read by json_scan: the same checks in the same
- * order, the same fields, except resource_data, left to the caller. */
-static int fast_extract(lua_State *L, const gc_jitem *it, problem *p)
+ * order. 0 (and *p filled) when the entry is unusable. */
+static int plan_entry(plan *pl, const gc_jitem *it, problem *p)
 {
-	const gc_jval *f = it->f, *url, *data;
-	int dst;
+	const gc_jval *f = it->f, *data;
 
-	lua_createtable(L, 0, 16);
-	dst = lua_gettop(L);
-
+	memset(pl, 0, sizeof *pl);
 	if (f[GC_JF_CHANGE_TYPE].type == GC_JT_ABSENT)
 		return bad(p, "changeType", "missing");
-	if (!fast_string(L, &f[GC_JF_CHANGE_TYPE], dst, "change_type", LOWER_ALL, "changeType", p) ||
-	    !fast_string(L, &f[GC_JF_RESOURCE], dst, "resource", KEEP, "resource", p) ||
-	    !fast_string(L, &f[GC_JF_RESOURCE_URL], dst, "resource_url", KEEP, "resourceUrl", p) ||
-	    !fast_string(L, &f[GC_JF_CALLBACK_URI], dst, "callback_uri", KEEP, "callbackUri", p))
+	if (!plan_string(pl, F_CHANGE_TYPE, &f[GC_JF_CHANGE_TYPE], LOWER_ALL, "changeType", p) ||
+	    !plan_string(pl, F_RESOURCE, &f[GC_JF_RESOURCE], KEEP, "resource", p) ||
+	    !plan_string(pl, F_RESOURCE_URL, &f[GC_JF_RESOURCE_URL], KEEP, "resourceUrl", p) ||
+	    !plan_string(pl, F_CALLBACK_URI, &f[GC_JF_CALLBACK_URI], KEEP, "callbackUri", p))
 		return 0;
-
 	/* The legacy `resource` stands in when resourceUrl is missing. */
-	url = &f[GC_JF_RESOURCE_URL];
-	if (url->type == GC_JT_ABSENT) {
-		url = &f[GC_JF_RESOURCE];
-		if (url->type == GC_JT_ABSENT)
+	if (!pl->str[F_RESOURCE_URL]) {
+		if (!pl->str[F_RESOURCE])
 			return bad(p, "resourceUrl", "missing (and no legacy resource)");
-		lua_getfield(L, dst, "resource");
-		lua_pushvalue(L, -1);
-		lua_setfield(L, dst, "resource_url");
-	} else {
-		lua_getfield(L, dst, "resource_url");
+		pl->str[F_RESOURCE_URL] = pl->str[F_RESOURCE];
+		pl->bytes += pl->str[F_RESOURCE]->len + 1;
 	}
-	split_resource(L, lua_tostring(L, -1), dst);
-	lua_pop(L, 1);
 
 	data = &f[GC_JF_RESOURCE_DATA];
 	if (data->type == GC_JT_ABSENT)
 		return 1;
 	if (data->type != GC_JT_OBJECT && data->type != GC_JT_ARRAY)
 		return bad(p, "resourceData", "expected an object or an array");
+	pl->has_data = 1;
 	if (data->type == GC_JT_ARRAY && data->len > 0)
 		/* a collection (participants, content sharing sessions) */
-		return fast_string(L, &f[GC_JF_FIRST_ODATA_TYPE], dst, "odata_type", KEEP,
+		return plan_string(pl, F_ODATA_TYPE, &f[GC_JF_FIRST_ODATA_TYPE], KEEP,
 		                   "resourceData[1].@odata.type", p);
-	return fast_string(L, &f[GC_JF_ODATA_TYPE], dst, "odata_type", KEEP,
+	return plan_string(pl, F_ODATA_TYPE, &f[GC_JF_ODATA_TYPE], KEEP,
 	                   "resourceData.@odata.type", p) &&
-	       fast_string(L, &f[GC_JF_ETAG], dst, "etag", KEEP, "resourceData.@odata.etag", p) &&
-	       fast_string(L, &f[GC_JF_STATE], dst, "state", LOWER_FIRST, "resourceData.state", p) &&
-	       fast_string(L, &f[GC_JF_DIRECTION], dst, "direction", LOWER_FIRST,
+	       plan_string(pl, F_ETAG, &f[GC_JF_ETAG], KEEP, "resourceData.@odata.etag", p) &&
+	       plan_string(pl, F_STATE, &f[GC_JF_STATE], LOWER_FIRST, "resourceData.state", p) &&
+	       plan_string(pl, F_DIRECTION, &f[GC_JF_DIRECTION], LOWER_FIRST,
 	                   "resourceData.direction", p) &&
-	       fast_string(L, &f[GC_JF_STATUS], dst, "status", LOWER_FIRST, "resourceData.status", p) &&
-	       fast_string(L, &f[GC_JF_CLIENT_CONTEXT], dst, "client_context", KEEP,
+	       plan_string(pl, F_STATUS, &f[GC_JF_STATUS], LOWER_FIRST, "resourceData.status", p) &&
+	       plan_string(pl, F_CLIENT_CONTEXT, &f[GC_JF_CLIENT_CONTEXT], KEEP,
 	                   "resourceData.clientContext", p) &&
-	       fast_result_info(L, it, dst, p);
+	       plan_result_info(pl, it, p);
 }
 
-static int has_data(const gc_jitem *it)
+/* Push a notification made from a plan; nmt is its metatable. With
+ * pending_idx (not 0), its resourceData is decoded on first use from what
+ * is at pending_idx (the body or the batch's pending data). */
+static void push_planned(lua_State *L, const plan *pl, int nmt, int pending_idx, size_t item,
+                         size_t value_field, size_t data_field)
 {
-	int t = it->f[GC_JF_RESOURCE_DATA].type;
+	notification *n = lua_newuserdatauv(L, sizeof *n + pl->bytes, 2);
+	size_t off = 0;
+	url_parts u;
 
-	return it->item.type == GC_JT_OBJECT && (t == GC_JT_OBJECT || t == GC_JT_ARRAY);
-}
-
-/* The envelope checks of the reference pass, on what json_scan read. */
-static int fast_parse(lua_State *L, const gc_jdoc *doc, int body_idx)
-{
-	const gc_jval *top = &doc->top, *value = &doc->value;
-	pending_data *pd = NULL;
-	lua_Integer n;
-	int list, pending = 0;
-
-	if (top->type != GC_JT_OBJECT && !(top->type == GC_JT_ARRAY && top->len == 0))
-		return gc_fail(L, "bad_notification", "body is not a JSON object");
-	/* lua-cjson decodes [] as an empty table, which passes for an object */
-	if (top->type == GC_JT_ARRAY || (value->type != GC_JT_OBJECT && value->type != GC_JT_ARRAY))
-		return gc_fail(L, "bad_notification", "value: missing or not an array");
-	if (value->type == GC_JT_OBJECT || value->len == 0)
-		return gc_fail(L, "bad_notification", "value: must be a non-empty array");
-	n = (lua_Integer)value->len;
-	if (value->len > GC_NOTIFY_MAX_ITEMS)
-		return gc_fail(L, "bad_notification", "value: %I notifications, over the "
-		               "limit of %d", n, GC_NOTIFY_MAX_ITEMS);
-	if (doc->nitems != value->len)
-		return luaL_error(L, "graphcall.parse_notifications: %I of %I entries read",
-		                  (lua_Integer)doc->nitems, n);
-
-	for (size_t i = 0; i < doc->nitems && !pd; i++) {
-		if (has_data(&doc->items[i])) {
-			pd = lua_newuserdatauv(L, sizeof *pd + doc->nitems * sizeof pd->spans[0], 1);
-			pending = lua_gettop(L);
-			pd->n = doc->nitems;
-			pd->value_field = doc->value_field;
-			pd->located = 0;
-			for (size_t k = 0; k < doc->nitems; k++)
-				pd->spans[k].field = has_data(&doc->items[k]) ?
-				                     doc->items[k].data_field : GC_JSPAN_NONE;
-			lua_pushvalue(L, body_idx);
-			lua_setiuservalue(L, pending, 1);
+	n->lazy = 0;
+	for (int f = 0; f < F_COUNT; f++) {
+		const gc_jval *v = pl->str[f];
+		char *out;
+		if (!v)
+			continue;
+		out = n->buf + off;
+		if (pl->lower[f]) {
+			for (size_t i = 0; i < v->len; i++)
+				out[i] = (pl->lower[f] == LOWER_ALL || i == 0) ?
+				         (char)tolower((unsigned char)v->str[i]) : v->str[i];
+		} else {
+			memcpy(out, v->str, v->len);
 		}
+		out[v->len] = '\0';
+		n->s[f].off = off;
+		n->s[f].len = v->len;
+		off += v->len + 1;
+		n->lazy |= 1u << f;
 	}
-
-	lua_createtable(L, (int)n, 0);
-	list = lua_gettop(L);
-	for (lua_Integer i = 1; i <= n; i++) {
-		const gc_jitem *it = &doc->items[i - 1];
-		problem p;
-		if (it->item.type != GC_JT_OBJECT && !(it->item.type == GC_JT_ARRAY && it->item.len == 0))
-			return gc_fail(L, "bad_notification", "value[%I]: not an object", i);
-		if (!fast_extract(L, it, &p))
-			return gc_fail(L, "bad_notification", "value[%I].%s: %s", i, p.field, p.why);
-		lua_settop(L, list + 1);         /* item fields */
-		push_notification(L, has_data(it) ? pending : 0, (size_t)(i - 1));
-		lua_rawseti(L, list, i);
+	n->ri = pl->ri;
+	n->code = pl->code;
+	n->subcode = pl->subcode;
+	if (pl->ri)
+		n->lazy |= 1u << F_RESULT_INFO;
+	split_url(n->buf + n->s[F_RESOURCE_URL].off, &u);
+	n->kind = u.kind;
+	n->lazy |= 1u << F_KIND;
+	if (u.id_len) {
+		n->s[F_CALL_ID].off = n->s[F_RESOURCE_URL].off + u.id_off;
+		n->s[F_CALL_ID].len = u.id_len;
+		n->lazy |= 1u << F_CALL_ID;
 	}
-	push_box(L, GC_NOTIFICATIONS_MT);
-	return 1;
+	if (u.op_len) {
+		n->s[F_OPERATION_ID].off = n->s[F_RESOURCE_URL].off + u.op_off;
+		n->s[F_OPERATION_ID].len = u.op_len;
+		n->lazy |= 1u << F_OPERATION_ID;
+	}
+	n->item = item;
+	n->value_field = value_field;
+	n->data_field = data_field;
+	lua_pushvalue(L, nmt);
+	lua_setmetatable(L, -2);
+	if (pending_idx) {
+		n->lazy |= 1u << F_RESOURCE_DATA;
+		lua_pushvalue(L, pending_idx);
+		lua_setiuservalue(L, -2, 2);
+	}
 }
 
-/* The scanner userdata: owns a gc_jscan. */
+/* The scanner userdata: owns a gc_jscan; user values 1 and 2 are the
+ * metatables of graphcall.notification and graphcall.notifications. */
 typedef struct {
 	gc_jscan *scan;
 } scanner;
+
+static const char scanner_key = 's';   /* its address: the scanner's key in GC_STATE */
 
 static int scanner_close(lua_State *L)
 {
@@ -537,18 +577,22 @@ static gc_jscan *take_scanner(lua_State *L, size_t len)
 	scanner *s;
 
 	if (len <= SCANNER_KEEP_BYTES) {
-		if (lua_getfield(L, GC_STATE, "scanner") == LUA_TUSERDATA) {
+		if (lua_rawgetp(L, GC_STATE, &scanner_key) == LUA_TUSERDATA) {
 			lua_pushboolean(L, 0);
-			lua_setfield(L, GC_STATE, "scanner");
+			lua_rawsetp(L, GC_STATE, &scanner_key);
 			s = lua_touserdata(L, -1);
 			if (s->scan)
 				return s->scan;
 		}
 		lua_pop(L, 1);
 	}
-	s = lua_newuserdatauv(L, sizeof *s, 0);
+	s = lua_newuserdatauv(L, sizeof *s, 2);
 	s->scan = NULL;
 	luaL_setmetatable(L, GC_SCANNER_MT);
+	luaL_getmetatable(L, GC_NOTIFICATION_MT);
+	lua_setiuservalue(L, -2, 1);
+	luaL_getmetatable(L, GC_NOTIFICATIONS_MT);
+	lua_setiuservalue(L, -2, 2);
 	s->scan = gc_jscan_new(GC_NOTIFY_MAX_DEPTH);
 	return s->scan;
 }
@@ -561,11 +605,74 @@ static void give_back(lua_State *L, int idx)
 
 	if (s->scan && gc_jscan_capacity(s->scan) <= SCANNER_KEEP_BYTES) {
 		lua_pushvalue(L, idx);
-		lua_setfield(L, GC_STATE, "scanner");
+		lua_rawsetp(L, GC_STATE, &scanner_key);
 	} else if (s->scan) {
 		gc_jscan_free(s->scan);
 		s->scan = NULL;
 	}
+}
+
+/* The envelope checks of the reference pass, on what json_scan read; the
+ * scanner is at sc (its user values are the metatables). */
+static int fast_parse(lua_State *L, const gc_jdoc *doc, int body_idx, int sc)
+{
+	const gc_jval *top = &doc->top, *value = &doc->value;
+	pending_data *pd = NULL;
+	batch *b;
+	size_t n;
+	int nmt, list, pending = 0;
+
+	if (top->type != GC_JT_OBJECT && !(top->type == GC_JT_ARRAY && top->len == 0))
+		return gc_fail(L, "bad_notification", "body is not a JSON object");
+	/* lua-cjson decodes [] as an empty table, which passes for an object */
+	if (top->type == GC_JT_ARRAY || (value->type != GC_JT_OBJECT && value->type != GC_JT_ARRAY))
+		return gc_fail(L, "bad_notification", "value: missing or not an array");
+	if (value->type == GC_JT_OBJECT || value->len == 0)
+		return gc_fail(L, "bad_notification", "value: must be a non-empty array");
+	n = value->len;
+	if (n > GC_NOTIFY_MAX_ITEMS)
+		return gc_fail(L, "bad_notification", "value: %I notifications, over the "
+		               "limit of %d", (lua_Integer)n, GC_NOTIFY_MAX_ITEMS);
+	if (doc->nitems != n)
+		return luaL_error(L, "graphcall.parse_notifications: %I of %I entries read",
+		                  (lua_Integer)doc->nitems, (lua_Integer)n);
+
+	lua_getiuservalue(L, sc, 1);
+	nmt = lua_gettop(L);
+	if (n == 1) {
+		pending = body_idx;
+	} else {
+		pd = lua_newuserdatauv(L, sizeof *pd + n * sizeof pd->spans[0], 1);
+		pending = lua_gettop(L);
+		pd->n = n;
+		pd->value_field = doc->value_field;
+		pd->located = 0;
+		lua_pushvalue(L, body_idx);
+		lua_setiuservalue(L, pending, 1);
+	}
+
+	b = lua_newuserdatauv(L, sizeof *b, (int)n);
+	b->n = n;
+	list = lua_gettop(L);
+	for (size_t i = 0; i < n; i++) {
+		const gc_jitem *it = &doc->items[i];
+		problem p;
+		plan pl;
+		if (it->item.type != GC_JT_OBJECT && !(it->item.type == GC_JT_ARRAY && it->item.len == 0))
+			return gc_fail(L, "bad_notification", "value[%I]: not an object",
+			               (lua_Integer)i + 1);
+		if (!plan_entry(&pl, it, &p))
+			return gc_fail(L, "bad_notification", "value[%I].%s: %s", (lua_Integer)i + 1,
+			               p.field, p.why);
+		if (pd)
+			pd->spans[i].field = pl.has_data ? it->data_field : GC_JSPAN_NONE;
+		push_planned(L, &pl, nmt, pl.has_data ? pending : 0, i, doc->value_field,
+		             it->data_field);
+		lua_setiuservalue(L, list, (int)i + 1);
+	}
+	lua_getiuservalue(L, sc, 2);
+	lua_setmetatable(L, list);
+	return 1;
 }
 
 /* The reference pass: the whole body decoded by lua-cjson. */
@@ -573,6 +680,7 @@ static int slow_parse(lua_State *L, int body_idx)
 {
 	lua_Integer n = 0;
 	int top, value, list;
+	batch *b;
 
 	lua_pushvalue(L, body_idx);
 	if (!gc_json_call(L, "decode")) {
@@ -594,20 +702,26 @@ static int slow_parse(lua_State *L, int body_idx)
 		return gc_fail(L, "bad_notification", "value: %I notifications, over the "
 		               "limit of %d", n, GC_NOTIFY_MAX_ITEMS);
 
-	lua_createtable(L, (int)n, 0);
+	b = lua_newuserdatauv(L, sizeof *b, (int)n);
+	b->n = (size_t)n;
 	list = lua_gettop(L);
 	for (lua_Integer i = 1; i <= n; i++) {
+		notification *nt;
 		problem p;
 		if (lua_rawgeti(L, value, i) != LUA_TTABLE || lua_rawlen(L, -1) > 0)
 			return gc_fail(L, "bad_notification", "value[%I]: not an object", i);
 		if (!extract(L, lua_gettop(L), &p))
 			return gc_fail(L, "bad_notification", "value[%I].%s: %s", i, p.field, p.why);
 		lua_settop(L, list + 2);         /* item fields */
-		push_notification(L, 0, 0);
-		lua_rawseti(L, list, i);
+		nt = lua_newuserdatauv(L, sizeof *nt, 2);
+		nt->lazy = 0;
+		luaL_setmetatable(L, GC_NOTIFICATION_MT);
+		lua_insert(L, -2);
+		lua_setiuservalue(L, -2, 1);
+		lua_setiuservalue(L, list, (int)i);
 		lua_settop(L, list);
 	}
-	push_box(L, GC_NOTIFICATIONS_MT);
+	luaL_setmetatable(L, GC_NOTIFICATIONS_MT);
 	return 1;
 }
 
@@ -635,7 +749,7 @@ int gc_l_parse_notifications(lua_State *L)
 	if (scan) {
 		gc_jdoc doc;
 		if (gc_jscan_parse(scan, body, len, GC_NOTIFY_MAX_ITEMS, &doc) == GC_JSCAN_OK) {
-			int r = fast_parse(L, &doc, 1);
+			int r = fast_parse(L, &doc, 1, 2);
 			give_back(L, 2);
 			return r;
 		}
@@ -652,53 +766,136 @@ int gc_l_parse_notifications(lua_State *L)
 	return slow_parse(L, 1);
 }
 
-/* Decode the resourceData of the notification at ud on first use, into its
- * fields table (at fields). Its text was validated with the whole body, so
- * lua-cjson takes it. */
-static void load_data(lua_State *L, int ud, int fields)
-{
-	notification *n = lua_touserdata(L, ud);
-	pending_data *pd;
-	const char *body;
-	size_t len;
+/* --- the notification and batch types -------------------------------------- */
 
-	if (!n->pending)
-		return;
-	lua_getiuservalue(L, ud, 2);
-	pd = lua_touserdata(L, -1);
-	lua_getiuservalue(L, -1, 1);
-	body = lua_tolstring(L, -1, &len);
-	if (!pd->located) {
-		if (!gc_jscan_locate(body, len, pd->value_field, pd->spans, pd->n))
+/* The notification at index 1, checked against the metatable in upvalue 2
+ * (a registry look-up by name costs more than the rest of a field read). */
+static notification *check_notification(lua_State *L)
+{
+	notification *n = lua_touserdata(L, 1);
+
+	if (!n || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
+		luaL_typeerror(L, 1, GC_NOTIFICATION_MT);
+	lua_pop(L, 1);
+	return n;
+}
+
+/* Push the decoded resourceData of n (at ud); its text was validated with
+ * the whole body, so lua-cjson takes it. */
+static void push_data(lua_State *L, int ud, notification *n)
+{
+	const char *body;
+	size_t len, off, dlen;
+	int base = lua_gettop(L);
+
+	if (lua_getiuservalue(L, ud, 2) == LUA_TSTRING) {   /* a batch of one */
+		gc_jspan sp = { n->data_field, 0, 0 };
+		body = lua_tolstring(L, -1, &len);
+		if (!gc_jscan_locate(body, len, n->value_field, &sp, 1))
 			luaL_error(L, "graphcall.notification: resource_data not found");
-		pd->located = 1;
+		off = sp.off;
+		dlen = sp.len;
+	} else {
+		pending_data *pd = lua_touserdata(L, -1);
+		lua_getiuservalue(L, -1, 1);
+		body = lua_tolstring(L, -1, &len);
+		if (!pd->located) {
+			if (!gc_jscan_locate(body, len, pd->value_field, pd->spans, pd->n))
+				luaL_error(L, "graphcall.notification: resource_data not found");
+			pd->located = 1;
+		}
+		off = pd->spans[n->item].off;
+		dlen = pd->spans[n->item].len;
 	}
-	lua_pushlstring(L, body + pd->spans[n->item].off, pd->spans[n->item].len);
+	lua_pushlstring(L, body + off, dlen);
 	if (!gc_json_call(L, "decode"))
 		luaL_error(L, "graphcall.notification: resource_data: %s", lua_tostring(L, -1));
-	lua_setfield(L, fields, "resource_data");
-	lua_pop(L, 2);
-	n->pending = 0;
+	lua_replace(L, base + 1);
+	lua_settop(L, base + 1);
 	lua_pushnil(L);
 	lua_setiuservalue(L, ud, 2);
 }
 
+/* Push field f of n (at ud), a lazy one, and move it to the fields table. */
+static void materialise(lua_State *L, int ud, notification *n, int f)
+{
+	const char *buf = n->buf;
+	int fields;
+
+	if (lua_getiuservalue(L, ud, 1) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_createtable(L, 0, 16);
+		lua_pushvalue(L, -1);
+		lua_setiuservalue(L, ud, 1);
+	}
+	fields = lua_gettop(L);
+	switch (f) {
+	case F_KIND:
+		lua_pushstring(L, n->kind);
+		break;
+	case F_RESULT_INFO:
+		lua_createtable(L, 0, 3);
+		if (n->ri & RI_CODE) {
+			lua_pushinteger(L, n->code);
+			lua_setfield(L, -2, "code");
+		}
+		if (n->ri & RI_SUBCODE) {
+			lua_pushinteger(L, n->subcode);
+			lua_setfield(L, -2, "subcode");
+		}
+		if (n->ri & RI_MESSAGE) {
+			lua_pushlstring(L, buf + n->s[f].off, n->s[f].len);
+			lua_setfield(L, -2, "message");
+		}
+		break;
+	case F_RESOURCE_DATA:
+		push_data(L, ud, n);
+		break;
+	default:
+		lua_pushlstring(L, buf + n->s[f].off, n->s[f].len);
+		break;
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, fields, field_names[f].name);
+	n->lazy &= ~(1u << f);
+	lua_remove(L, fields);
+}
+
+static void materialise_all(lua_State *L, int ud, notification *n)
+{
+	for (int f = 0; n->lazy && f < F_COUNT; f++)
+		if (n->lazy & (1u << f)) {
+			materialise(L, ud, n, f);
+			lua_pop(L, 1);
+		}
+}
+
 static int notification_index(lua_State *L)
 {
+	notification *n = check_notification(L);
 	size_t len;
 	const char *key;
 
-	luaL_checkudata(L, 1, GC_NOTIFICATION_MT);
 	lua_settop(L, 2);
-	lua_getiuservalue(L, 1, 1);
-	lua_pushvalue(L, 2);
-	if (lua_rawget(L, 3) != LUA_TNIL || lua_type(L, 2) != LUA_TSTRING)
-		return 1;
-	key = lua_tolstring(L, 2, &len);
-	if (len == 13 && memcmp(key, "resource_data", 13) == 0) {
-		load_data(L, 1, 3);
-		lua_getfield(L, 3, "resource_data");
+	if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+		lua_pushvalue(L, 2);
+		if (lua_rawget(L, 3) != LUA_TNIL)
+			return 1;
 	}
+	if (!n->lazy || lua_type(L, 2) != LUA_TSTRING) {
+		lua_pushnil(L);
+		return 1;
+	}
+	key = lua_tolstring(L, 2, &len);
+	for (int f = 0; f < F_COUNT; f++)
+		if (field_names[f].len == len && memcmp(field_names[f].name, key, len) == 0) {
+			if (n->lazy & (1u << f))
+				materialise(L, 1, n, f);
+			else
+				lua_pushnil(L);
+			return 1;
+		}
+	lua_pushnil(L);
 	return 1;
 }
 
@@ -706,7 +903,7 @@ static int notification_index(lua_State *L)
  * itself never reaches Lua code and stays read-only. */
 static int fields_next(lua_State *L)
 {
-	luaL_checkudata(L, 1, GC_NOTIFICATION_MT);
+	check_notification(L);
 	lua_settop(L, 2);
 	lua_getiuservalue(L, 1, 1);
 	lua_insert(L, 2);
@@ -718,39 +915,61 @@ static int fields_next(lua_State *L)
 
 static int notification_pairs(lua_State *L)
 {
-	luaL_checkudata(L, 1, GC_NOTIFICATION_MT);
-	lua_getiuservalue(L, 1, 1);
-	load_data(L, 1, lua_gettop(L));  /* pairs lists resource_data */
-	lua_pushcfunction(L, fields_next);
+	notification *n = check_notification(L);
+
+	materialise_all(L, 1, n);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(2));
+	lua_pushcclosure(L, fields_next, 2);
 	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return 3;
 }
 
+/* Push field f (a string or nil) of the notification at 1. */
+static const char *field_string(lua_State *L, notification *n, int f)
+{
+	if (n->lazy & (1u << f)) {
+		materialise(L, 1, n, f);
+	} else if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+		lua_getfield(L, -1, field_names[f].name);
+		lua_remove(L, -2);
+	}
+	return lua_tostring(L, -1);
+}
+
 static int notification_tostring(lua_State *L)
 {
-	luaL_checkudata(L, 1, GC_NOTIFICATION_MT);
-	lua_getiuservalue(L, 1, 1);
-	lua_getfield(L, -1, "change_type");
-	lua_getfield(L, -2, "resource_url");
-	lua_getfield(L, -3, "state");
-	lua_pushfstring(L, GC_NOTIFICATION_MT ": %s %s%s%s", lua_tostring(L, -3),
-	                lua_tostring(L, -2), lua_isstring(L, -1) ? " " : "",
-	                lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+	notification *n = check_notification(L);
+	const char *change = field_string(L, n, F_CHANGE_TYPE);
+	const char *url = field_string(L, n, F_RESOURCE_URL);
+	const char *state = field_string(L, n, F_STATE);
+
+	lua_pushfstring(L, GC_NOTIFICATION_MT ": %s %s%s%s", change, url,
+	                state ? " " : "", state ? state : "");
 	return 1;
+}
+
+/* The batch at index 1, checked against the metatable in upvalue 1. */
+static batch *check_batch(lua_State *L)
+{
+	batch *b = lua_touserdata(L, 1);
+
+	if (!b || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+		luaL_typeerror(L, 1, GC_NOTIFICATIONS_MT);
+	lua_pop(L, 1);
+	return b;
 }
 
 static int notifications_index(lua_State *L)
 {
+	batch *b = check_batch(L);
 	lua_Integer i;
-	int isnum;
+	int isnum = 0;
 
-	luaL_checkudata(L, 1, GC_NOTIFICATIONS_MT);
-	lua_getiuservalue(L, 1, 1);
-	isnum = 0;
 	i = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isnum) : 0;
-	if (isnum)
-		lua_rawgeti(L, -1, i);
+	if (isnum && i >= 1 && (lua_Unsigned)i <= b->n)
+		lua_getiuservalue(L, 1, (int)i);
 	else
 		lua_pushnil(L);
 	return 1;
@@ -758,23 +977,24 @@ static int notifications_index(lua_State *L)
 
 static int notifications_len(lua_State *L)
 {
-	luaL_checkudata(L, 1, GC_NOTIFICATIONS_MT);
-	lua_getiuservalue(L, 1, 1);
-	lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+	batch *b = check_batch(L);
+
+	lua_pushinteger(L, (lua_Integer)b->n);
 	return 1;
 }
 
 static int notifications_tostring(lua_State *L)
 {
-	luaL_checkudata(L, 1, GC_NOTIFICATIONS_MT);
-	lua_getiuservalue(L, 1, 1);
-	lua_pushfstring(L, GC_NOTIFICATIONS_MT ": %I notification(s)",
-	                (lua_Integer)lua_rawlen(L, -1));
+	batch *b = check_batch(L);
+
+	lua_pushfstring(L, GC_NOTIFICATIONS_MT ": %I notification(s)", (lua_Integer)b->n);
 	return 1;
 }
 
-/* Expects the module state table on top of the stack: the metamethods get
- * it as upvalue (GC_STATE), to decode resource_data with its lua-cjson. */
+/* Expects the module state table on top of the stack: the notification
+ * metamethods get it as upvalue 1 (GC_STATE, to decode resource_data with
+ * its lua-cjson) and their metatable as upvalue 2; the batch metamethods
+ * get theirs as upvalue 1. */
 void gc_open_notification(lua_State *L)
 {
 	static const luaL_Reg one[] = {
@@ -789,7 +1009,6 @@ void gc_open_notification(lua_State *L)
 		{ "__tostring", notifications_tostring },
 		{ NULL, NULL }
 	};
-
 	static const luaL_Reg scan[] = {
 		{ "__gc", scanner_close },
 		{ "__close", scanner_close },
@@ -798,9 +1017,11 @@ void gc_open_notification(lua_State *L)
 
 	luaL_newmetatable(L, GC_NOTIFICATION_MT);
 	lua_pushvalue(L, -2);
-	luaL_setfuncs(L, one, 1);
+	lua_pushvalue(L, -2);
+	luaL_setfuncs(L, one, 2);
 	luaL_newmetatable(L, GC_NOTIFICATIONS_MT);
-	luaL_setfuncs(L, many, 0);
+	lua_pushvalue(L, -1);
+	luaL_setfuncs(L, many, 1);
 	luaL_newmetatable(L, GC_SCANNER_MT);
 	luaL_setfuncs(L, scan, 0);
 	lua_pop(L, 3);
