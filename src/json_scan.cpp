@@ -2,8 +2,8 @@
  *
  * The only C++ file of the module. It validates a notification body with
  * simdjson (which reads the whole document: it is not on-demand) and reads
- * the fields the notification parser needs, and where each entry's
- * resourceData lies in the body so that it can be decoded later. Errors are
+ * the fields the notification parser needs; later, when a resource_data is
+ * first read, it finds where the entries' resourceData lie in the body. Errors are
  * codes, never exceptions: every exported function is noexcept and catches
  * everything, so nothing unwinds into the C and Lua frames that call it. */
 #include <cmath>
@@ -77,17 +77,25 @@ static void read_value(gc_jval *v, dom::element e) noexcept
 	}
 }
 
+/* key == lit, for a literal: by length first, then a memcmp of a constant
+ * size, which the compiler inlines (most keys are rejected on length). */
+template <size_t N>
+static inline bool is(std::string_view key, const char (&lit)[N]) noexcept
+{
+	return key.size() == N - 1 && std::memcmp(key.data(), lit, N - 1) == 0;
+}
+
 static void read_result_info(gc_jitem *it, dom::object o) noexcept
 {
 	for (dom::key_value_pair kv : o) {
 		std::string_view k = kv.key;
-		if (k == "code")
+		if (is(k, "code"))
 			read_value(&it->f[GC_JF_CODE], kv.value);
-		else if (k == "subcode")
+		else if (is(k, "subcode"))
 			read_value(&it->f[GC_JF_SUBCODE], kv.value);
-		else if (k == "subCode")
+		else if (is(k, "subCode"))
 			read_value(&it->f[GC_JF_SUBCODE_CAMEL], kv.value);
-		else if (k == "message")
+		else if (is(k, "message"))
 			read_value(&it->f[GC_JF_MESSAGE], kv.value);
 	}
 }
@@ -98,19 +106,19 @@ static void read_data(gc_jitem *it, dom::object o) noexcept
 
 	for (dom::key_value_pair kv : o) {
 		std::string_view k = kv.key;
-		if (k == "@odata.type")
+		if (is(k, "@odata.type"))
 			read_value(&it->f[GC_JF_ODATA_TYPE], kv.value);
-		else if (k == "@odata.etag")
+		else if (is(k, "@odata.etag"))
 			read_value(&it->f[GC_JF_ETAG], kv.value);
-		else if (k == "state")
+		else if (is(k, "state"))
 			read_value(&it->f[GC_JF_STATE], kv.value);
-		else if (k == "direction")
+		else if (is(k, "direction"))
 			read_value(&it->f[GC_JF_DIRECTION], kv.value);
-		else if (k == "status")
+		else if (is(k, "status"))
 			read_value(&it->f[GC_JF_STATUS], kv.value);
-		else if (k == "clientContext")
+		else if (is(k, "clientContext"))
 			read_value(&it->f[GC_JF_CLIENT_CONTEXT], kv.value);
-		else if (k == "resultInfo") {
+		else if (is(k, "resultInfo")) {
 			read_value(&it->f[GC_JF_RESULT_INFO], kv.value);
 			ri = kv.value;
 		}
@@ -132,15 +140,15 @@ static void read_item(gc_jitem *it, dom::element e) noexcept
 	dom::object o = e.get_object().value_unsafe();
 	for (dom::key_value_pair kv : o) {
 		std::string_view k = kv.key;
-		if (k == "changeType")
+		if (is(k, "changeType"))
 			read_value(&it->f[GC_JF_CHANGE_TYPE], kv.value);
-		else if (k == "resource")
+		else if (is(k, "resource"))
 			read_value(&it->f[GC_JF_RESOURCE], kv.value);
-		else if (k == "resourceUrl")
+		else if (is(k, "resourceUrl"))
 			read_value(&it->f[GC_JF_RESOURCE_URL], kv.value);
-		else if (k == "callbackUri")
+		else if (is(k, "callbackUri"))
 			read_value(&it->f[GC_JF_CALLBACK_URI], kv.value);
-		else if (k == "resourceData") {
+		else if (is(k, "resourceData")) {
 			read_value(&it->f[GC_JF_RESOURCE_DATA], kv.value);
 			data = kv.value;
 			it->data_field = i;
@@ -156,7 +164,7 @@ static void read_item(gc_jitem *it, dom::element e) noexcept
 		if (first.type() == dom::element_type::OBJECT) {
 			dom::object fo = first.get_object().value_unsafe();
 			for (dom::key_value_pair kv : fo)
-				if (kv.key == "@odata.type")
+				if (is(kv.key, "@odata.type"))
 					read_value(&it->f[GC_JF_FIRST_ODATA_TYPE], kv.value);
 		}
 	}
@@ -384,7 +392,7 @@ extern "C" GC_HIDDEN int gc_jscan_parse(gc_jscan *s, const char *body, size_t le
 			return GC_JSCAN_OK;
 		dom::object top = root.get_object().value_unsafe();
 		for (dom::key_value_pair kv : top) {
-			if (kv.key == "value") {
+			if (is(kv.key, "value")) {
 				value = kv.value;
 				value_field = i;
 				have_value = true;

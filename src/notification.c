@@ -875,6 +875,24 @@ static void materialise(lua_State *L, int ud, notification *n, int f)
 	lua_remove(L, fields);
 }
 
+/* Lua interns strings of up to 40 bytes (LUAI_MAXSHORTLEN): pushing one
+ * again finds the same string and allocates nothing, so such fields (and
+ * kind) are pushed from the notification on every read instead of being
+ * stored in a fields table. Tables and longer strings are stored, so that
+ * they are made once. Either way a read gives the same value. */
+#define SHORT_STRING 40
+
+/* Push lazy field f of n (at ud). */
+static void push_lazy(lua_State *L, int ud, notification *n, int f)
+{
+	if (f == F_KIND)
+		lua_pushstring(L, n->kind);
+	else if (f != F_RESULT_INFO && f != F_RESOURCE_DATA && n->s[f].len <= SHORT_STRING)
+		lua_pushlstring(L, n->buf + n->s[f].off, n->s[f].len);
+	else
+		materialise(L, ud, n, f);
+}
+
 static void materialise_all(lua_State *L, int ud, notification *n)
 {
 	for (int f = 0; n->lazy && f < F_COUNT; f++)
@@ -890,26 +908,20 @@ static int notification_index(lua_State *L)
 	size_t len;
 	const char *key;
 
-	lua_settop(L, 2);
-	if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
-		lua_pushvalue(L, 2);
-		if (lua_rawget(L, 3) != LUA_TNIL)
-			return 1;
+	if (n->lazy && lua_type(L, 2) == LUA_TSTRING) {
+		key = lua_tolstring(L, 2, &len);
+		for (int f = 0; f < F_COUNT; f++)
+			if (field_names[f].len == len && memcmp(field_names[f].name, key, len) == 0) {
+				if (!(n->lazy & (1u << f)))
+					break;
+				push_lazy(L, 1, n, f);
+				return 1;
+			}
 	}
-	if (!n->lazy || lua_type(L, 2) != LUA_TSTRING) {
-		lua_pushnil(L);
-		return 1;
-	}
-	key = lua_tolstring(L, 2, &len);
-	for (int f = 0; f < F_COUNT; f++)
-		if (field_names[f].len == len && memcmp(field_names[f].name, key, len) == 0) {
-			if (n->lazy & (1u << f))
-				materialise(L, 1, n, f);
-			else
-				lua_pushnil(L);
-			return 1;
-		}
-	lua_pushnil(L);
+	if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE)
+		return 1;                /* nil */
+	lua_pushvalue(L, 2);
+	lua_rawget(L, -2);
 	return 1;
 }
 
@@ -944,7 +956,7 @@ static int notification_pairs(lua_State *L)
 static const char *field_string(lua_State *L, notification *n, int f)
 {
 	if (n->lazy & (1u << f)) {
-		materialise(L, 1, n, f);
+		push_lazy(L, 1, n, f);
 	} else if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
 		lua_getfield(L, -1, field_names[f].name);
 		lua_remove(L, -2);
