@@ -92,13 +92,13 @@ ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 ASAN_MOD   = build/asan/graphcall/core.so
 
 $(ASAN_MOD): $(SRC) $(CXXSRC) src/graphcall.h src/json_scan.h
-	@mkdir -p $(dir $@)/obj
+	@mkdir -p $(dir $@) build/asan/obj
 	for f in $(CXXSRC); do \
 	  clang++ $(CXXWARN) -O1 -g $(ASAN_FLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
-	    -c -o $(dir $@)/obj/$$(basename $${f%.cpp}).o $$f || exit 1; \
+	    -c -o build/asan/obj/$$(basename $${f%.cpp}).o $$f || exit 1; \
 	done
 	clang $(WARN) -O1 -g $(ASAN_FLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
-	  -shared -shared-libasan -o $@ $(SRC) $(CXXSRC:src/%.cpp=$(dir $@)/obj/%.o) $(PKG_LIBS)
+	  -shared -shared-libasan -o $@ $(SRC) $(CXXSRC:src/%.cpp=build/asan/obj/%.o) $(PKG_LIBS)
 
 # curl, which the specs run as a client, hangs with the ASan runtime
 # preloaded: it runs from a wrapper that drops the preload.
