@@ -11,21 +11,28 @@
 
 LUA      ?= lua5.4
 CC       ?= cc
-PKGS     := lua5.4 libcurl libmicrohttpd libcrypto
+CXX      ?= c++
+PKGS     := lua5.4 libcurl libmicrohttpd libcrypto simdjson
 CFLAGS   ?= -O2 -g
+CXXFLAGS ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-missing-field-initializers
+# The one C++ file (src/json_scan.cpp, simdjson behind a C interface).
+CXXWARN  := -std=c++17 -Wall -Wextra -Werror -Wshadow -Wmissing-declarations \
+            -Wno-missing-field-initializers
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs libcurl libmicrohttpd libcrypto)
+PKG_LIBS   = $(shell pkg-config --libs libcurl libmicrohttpd libcrypto simdjson) -lstdc++
 ALL_CFLAGS = $(WARN) $(CFLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS)
+ALL_CXXFLAGS = $(CXXWARN) $(CXXFLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS)
 
 SRC    := $(wildcard src/*.c)
-OBJ    := $(SRC:src/%.c=build/obj/%.o)
+CXXSRC := $(wildcard src/*.cpp)
+OBJ    := $(SRC:src/%.c=build/obj/%.o) $(CXXSRC:src/%.cpp=build/obj/%.o)
 MODULE := build/graphcall/core.so
 
 # Debian packages: runtime, then test tools.
-DEPS := pkg-config gcc make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
-        libssl-dev libmicrohttpd-dev lua-busted luarocks lua-check lua-socket gzip
+DEPS := pkg-config gcc g++ make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
+        libssl-dev libmicrohttpd-dev libsimdjson-dev lua-busted luarocks lua-check lua-socket gzip
 # Development tools: sanitizers, fuzzing, leak checks, benchmark peers.
 DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
 
@@ -37,9 +44,13 @@ $(MODULE): $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(OBJ) $(PKG_LIBS)
 
-build/obj/%.o: src/%.c src/graphcall.h
+build/obj/%.o: src/%.c src/graphcall.h src/json_scan.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/obj/%.o: src/%.cpp src/json_scan.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -c -o $@ $<
 
 deps:
 	@missing=$$(for p in $(DEPS); do \
@@ -80,10 +91,14 @@ ASAN_RT    = $(shell clang -print-file-name=libclang_rt.asan-x86_64.so)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_MOD   = build/asan/graphcall/core.so
 
-$(ASAN_MOD): $(SRC) src/graphcall.h
-	@mkdir -p $(dir $@)
+$(ASAN_MOD): $(SRC) $(CXXSRC) src/graphcall.h src/json_scan.h
+	@mkdir -p $(dir $@) build/asan/obj
+	for f in $(CXXSRC); do \
+	  clang++ $(CXXWARN) -O1 -g $(ASAN_FLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
+	    -c -o build/asan/obj/$$(basename $${f%.cpp}).o $$f || exit 1; \
+	done
 	clang $(WARN) -O1 -g $(ASAN_FLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
-	  -shared -shared-libasan -o $@ $(SRC) $(PKG_LIBS)
+	  -shared -shared-libasan -o $@ $(SRC) $(CXXSRC:src/%.cpp=build/asan/obj/%.o) $(PKG_LIBS)
 
 # curl, which the specs run as a client, hangs with the ASan runtime
 # preloaded: it runs from a wrapper that drops the preload.

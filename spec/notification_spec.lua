@@ -569,6 +569,159 @@ describe("graphcall.parse_notifications", function()
     end)
   end)
 
+  -- The fast pass (simdjson) reads only the fields; resource_data stays JSON
+  -- text until first read. Bodies simdjson does not take go through lua-cjson
+  -- as before. Either way the results must be the same as lua-cjson's.
+  describe("resource_data and the two passes", function()
+    it("decodes resource_data once, on first read, and keeps the table", function()
+      local n = parse_one(call_body('{"state":"established","id":"x1","deep":{"a":[1,{"b":true}]}}'))
+      local data = n.resource_data
+      assert.is_table(data)
+      assert.equal(data, n.resource_data)
+      assert.is_true(rawequal(data, n.resource_data))
+      assert.equal("x1", data.id)
+      assert.is_true(data.deep.a[2].b)
+      local listed
+      for k, v in pairs(n) do
+        if k == "resource_data" then listed = v end
+      end
+      assert.is_true(rawequal(data, listed))
+    end)
+
+    it("lists resource_data in pairs before it was ever read", function()
+      local n = parse_one(call_body('{"state":"established","id":"x2"}'))
+      local listed
+      for k, v in pairs(n) do
+        if k == "resource_data" then listed = v end
+      end
+      assert.same({ state = "established", id = "x2" }, listed)
+      assert.is_true(rawequal(listed, n.resource_data))
+    end)
+
+    it("gives each notification of a batch its own resource_data, read in any order", function()
+      local body = envelope(
+        call_item('{"state":"establishing","n":1}'),
+        item("updated", "/communications/calls/c2/participants", '[{"id":"p1"},{"id":"p2"}]'),
+        item("deleted", "/communications/calls/c3"),
+        call_item('{"state":"terminated","n":4,"resultInfo":{"code":200}}'))
+      local batch = assert(graphcall.parse_notifications(body))
+      assert.equal(4, #batch)
+      assert.same({ state = "terminated", n = 4, resultInfo = { code = 200 } }, batch[4].resource_data)
+      assert.is_nil(batch[3].resource_data)
+      assert.same({ { id = "p1" }, { id = "p2" } }, batch[2].resource_data)
+      assert.same({ state = "establishing", n = 1 }, batch[1].resource_data)
+      assert.same({ code = 200 }, batch[4].result_info)
+      assert.equal(batch[4].result_info, batch[4].result_info)
+    end)
+
+    it("rejects at parse time a body whose error is deep inside resourceData", function()
+      assert_rejected(call_body('{"state":"established","a":[1,2,{"b":tru}]}'), "not valid JSON")
+      assert_rejected(call_body('{"state":"established","a":"\\ud800"}'), "not valid JSON")
+      assert_rejected(envelope(call_item('{"state":"ok"}'), call_item('{"a":[1,}')), "not valid JSON")
+    end)
+
+    it("applies the depth limit to objects as to arrays", function()
+      local n = parse_one(call_body(('{"a":'):rep(29) .. "1" .. ("}"):rep(29)))
+      local data = n.resource_data
+      for _ = 1, 28 do data = data.a end
+      assert.equal(1, data.a)
+      assert_rejected(call_body(('{"a":'):rep(30) .. "1" .. ("}"):rep(30)), "nested deeper than 32 levels")
+      -- in the second notification of a batch too
+      assert_rejected(envelope(call_item("{}"), call_item(("["):rep(30) .. ("]"):rep(30))),
+        "nested deeper than 32 levels")
+    end)
+
+    it("keeps lua-cjson's numbers in resource_data: 1e999, big integers, 1.", function()
+      local n = parse_one(call_body('{"state":"established","x":1e999,"y":-1e999,'
+        .. '"z":123456789012345678901234567890,"w":1.,"v":-.5,"u":1e-999}'))
+      assert.equal("established", n.state)
+      local data = n.resource_data
+      assert.equal(math.huge, data.x)
+      assert.equal(-math.huge, data.y)
+      assert.equal(1.2345678901234568e29, data.z)
+      assert.equal(1.0, data.w)
+      assert.equal(-0.5, data.v)
+      assert.equal(0.0, data.u)
+      n = parse_one(call_body('{"n":18446744073709551615}'))
+      assert.equal(18446744073709551615.0, n.resource_data.n)
+    end)
+
+    it("keeps \\u0000 and control characters inside strings of resource_data", function()
+      local n = parse_one(call_body('{"x":"a\\u0000b","state":"a\tb"}'))
+      assert.equal("a\0b", n.resource_data.x)
+      assert.equal("a\tb", n.state)
+      assert.equal("a\tb", n.resource_data.state)
+      assert_rejected(call_body('{"state":"a\\u0000b"}'), "value[1].resourceData.state: contains a NUL byte")
+    end)
+
+    it("takes the last of duplicate keys, like lua-cjson", function()
+      local n = parse_one(call_body('{"state":"One","state":"Two","x":{"a":1},"x":[2]}'))
+      assert.equal("two", n.state)
+      assert.same({ state = "Two", x = { 2 } }, n.resource_data)
+      local batch = assert(graphcall.parse_notifications('{"value":[' .. call_item('{"state":"A"}')
+        .. '],"value":[' .. item("deleted", "/communications/calls/c9") .. "]}"))
+      assert.equal(1, #batch)
+      assert.equal("deleted", batch[1].change_type)
+      assert.equal("c9", batch[1].call_id)
+      assert.is_nil(batch[1].resource_data)
+      n = parse_one(body_of("updated", "/communications/calls/c/participants",
+        '[{"@odata.type":"t","@odata.type":"u"}]'))
+      assert.equal("u", n.odata_type)
+    end)
+
+    it("reads escaped keys and values", function()
+      local n = parse_one(call_body('{"st\\u0061te":"Esc\\u0041PED","@odata.etag":"W/\\"1\\""}'))
+      assert.equal("escAPED", n.state)
+      assert.equal('W/"1"', n.etag)
+      assert.equal("EscAPED", n.resource_data.state)
+    end)
+
+    it("treats an empty array as lua-cjson does: an empty table", function()
+      local n = parse_one(call_body("[]"))
+      assert.same({}, n.resource_data)
+      assert.is_nil(n.odata_type)
+      n = parse_one(call_body('{"resultInfo":[]}'))
+      assert.same({}, n.result_info)
+      n = parse_one(call_body('{"resultInfo":[1,2]}'))
+      assert.same({}, n.result_info)
+      assert_rejected("[]", "value: missing or not an array")
+      assert_rejected(envelope("[]"), "value[1].changeType: missing")
+    end)
+
+    it("gives integer codes from integral floats and rejects codes out of range", function()
+      local n = parse_one(call_body('{"resultInfo":{"code":4294967295.0,"subcode":-2147483648,"message":"m"}}'))
+      assert.same({ code = 4294967295, subcode = -2147483648, message = "m" }, n.result_info)
+      assert.equal("integer", math.type(n.result_info.code))
+      n = parse_one(call_body('{"resultInfo":{"code":1e2,"subCode":"-0"}}'))
+      assert.same({ code = 100, subcode = 0 }, n.result_info)
+      assert_rejected(call_body('{"resultInfo":{"code":4294967296}}'), "resultInfo.code: expected an integer code")
+      assert_rejected(call_body('{"resultInfo":{"code":18446744073709551615}}'), "resultInfo.code")
+    end)
+
+    it("parses a body over 64 KiB, then small ones again", function()
+      local big = {}
+      for i = 1, 300 do
+        big[i] = call_item(('{"state":"established","pad":"%s","i":%d}'):format(("x"):rep(250), i))
+      end
+      local body = envelope(table.unpack(big))
+      assert.is_true(#body > 64 * 1024)
+      local batch = assert(graphcall.parse_notifications(body))
+      assert.equal(300, #batch)
+      assert.equal(300, batch[300].resource_data.i)
+      assert.equal(1, batch[1].resource_data.i)
+      assert.equal("established", parse_one(call_body('{"state":"established"}')).state)
+    end)
+
+    it("gives the same tostring whether or not fields were read", function()
+      local body = call_body('{"state":"Established"}')
+      local a, b = parse_one(body), parse_one(body)
+      assert.equal("established", b.state)
+      assert.equal(tostring(b), tostring(a))
+      assert.equal("graphcall.notification: updated /communications/calls/" .. CALL_ID .. " established",
+        tostring(a))
+    end)
+  end)
+
   describe("misuse", function()
     local valid = call_body('{"state":"established"}')
 

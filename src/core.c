@@ -78,13 +78,13 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	}
 	gc_open_util(L);
 	gc_open_request(L);
-	gc_open_notification(L);
 	gc_open_http(L);
 	gc_open_server(L);
 	gc_open_jwt(L);
 
 	luaL_newlibtable(L, funcs);
 	push_state(L);
+	gc_open_notification(L);         /* its metamethods share the state */
 	lua_getfield(L, -1, "null");
 	lua_setfield(L, -3, "null");
 	luaL_setfuncs(L, funcs, 1);

@@ -79,7 +79,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L);
 
 void gc_open_util(lua_State *L);
 void gc_open_request(lua_State *L);
-void gc_open_notification(lua_State *L);
+void gc_open_notification(lua_State *L);  /* the state table on top */
 void gc_open_http(lua_State *L);
 void gc_open_server(lua_State *L);
 void gc_open_jwt(lua_State *L);
@@ -90,6 +90,7 @@ int gc_l_calls_path(lua_State *L);
 int gc_l_build_parts(lua_State *L);
 int gc_l_check_guid(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
+int gc_l_parse_notifications_reference(lua_State *L);  /* fuzzing only */
 int gc_l_parse_join_url(lua_State *L);
 int gc_l_new_error(lua_State *L);
 int gc_l_http(lua_State *L);

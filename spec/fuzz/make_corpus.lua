@@ -111,6 +111,18 @@ seed("notifications", "two-entries", '{"value":[{"changeType":"updated","resourc
   .. '{"changeType":"updated","resourceUrl":"/communications/calls/2/participants/"}]}')
 seed("notifications", "bad-code", envelope(
   '{"changeType":"deleted","resourceUrl":"/communications/calls/1","resourceData":{"resultInfo":{"code":"2e3"}}}'))
+-- for the differential oracle (simdjson's pass against lua-cjson's): duplicate
+-- and escaped keys, empty arrays, several entries with and without data
+seed("notifications", "duplicates", '{"value":[{"changeType":"a","resourceUrl":"/x"}],"value":['
+  .. '{"changeType":"Updated","changeType":"deleted","resourceUrl":"/communications/calls/c1",'
+  .. '"resourceData":{"state":"One","state":"Two","resultInfo":{"code":1,"code":"2","subCode":3}},'
+  .. '"resourceData":{"st\\u0061te":"Esc","resultInfo":[]}}]}')
+seed("notifications", "batch", '{"value":[{"changeType":"created","resourceUrl":"/communications/calls/c1",'
+  .. '"resourceData":[]},{"changeType":"updated","resourceUrl":"/communications/calls/c1/participants",'
+  .. '"resourceData":[[1],{"@odata.type":"p"}]},{"changeType":"x","resourceUrl":"/calls/c4/",'
+  .. '"resourceData":{}},{"changeType":"deleted","resource":"/app/calls/c2",'
+  .. '"resourceData":null},{"changeType":"updated","resourceUrl":"/communications/calls/c3/operations/o",'
+  .. '"resourceData":{"status":"Running","resultInfo":{"code":200.0,"message":"m\\u00e9"}}}]}')
 
 -- --- join links ------------------------------------------------------------------
 
