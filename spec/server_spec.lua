@@ -229,6 +229,54 @@ describe("core.server", function()
     end)
   end)
 
+  describe("the Bearer token (req.token)", function()
+    local socket = require "socket"
+
+    -- POST with the given Authorization header lines (raw bytes); the
+    -- request as srv:next() gives it
+    local function request_with(auth_lines)
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", srv:port()))
+      local head = { "POST /api/calls HTTP/1.1", "Host: x" }
+      for _, v in ipairs(auth_lines) do head[#head + 1] = "Authorization: " .. v end
+      assert(c:send(table.concat(head, "\r\n") .. "\r\nContent-Length: 2\r\n\r\n{}"))
+      local req = assert(next_request(srv))
+      assert.is_true(srv:respond(req.id, 202))
+      srv:run()
+      c:close()
+      return req
+    end
+
+    local cases = {
+      { { "Bearer abc.def.ghi" }, "abc.def.ghi" },
+      { { "Bearer eyJ0eXAi-_.x~+/=" }, "eyJ0eXAi-_.x~+/=" },  -- any non-space bytes; the verifier judges them
+      { { "bearer abc" }, nil },                       -- the scheme is case-sensitive
+      { { "BEARER abc" }, nil },
+      { { "Bearer  abc" }, nil },                      -- two spaces
+      { { "Bearer abc def" }, nil },                   -- two tokens
+      { { "Bearer abc\tdef" }, nil },                  -- a tab inside
+      { { "Bearer\tabc" }, nil },                      -- a tab instead of the space
+      { { "Bearer" }, nil },                           -- no token
+      { { "Bearer " }, nil },                          -- (trailing space: trimmed by the server)
+      { { "Basic dXNlcjpwYXNz" }, nil },
+      { { "Bearer abc", "Bearer abc" }, nil },         -- two Authorization headers
+      { { "Bearer abc", "Bearer def" }, nil },
+      { {}, nil },
+    }
+    for _, case in ipairs(cases) do
+      local lines, want = case[1], case[2]
+      it(("%s -> %s"):format(#lines > 0 and ("%q"):format(table.concat(lines, " | ")) or "no header",
+                             tostring(want)), function()
+        local req = request_with(lines)
+        assert.equal(want, req.token)
+        -- the same answer as the exact-form pattern on the (joined) header
+        assert.equal((req.headers.authorization or ""):match("^Bearer ([^%s]+)$"), req.token)
+        if #lines == 0 then assert.is_nil(req.headers.authorization) end
+      end)
+    end
+  end)
+
   describe("rejections answered in C", function()
     local function expect_error(srv, res, status, code)
       assert.equal(status, res.code)

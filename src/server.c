@@ -730,12 +730,49 @@ static int srv_run(lua_State *L)
 	return 1;
 }
 
+/* The token of an "Authorization: Bearer <token>" header, exactly that
+ * form: the scheme "Bearer" (case-sensitive), one space, then one or more
+ * characters none of which is white space. NULL when the request has no
+ * such header, or more than one Authorization header. */
+static const char *bearer_token(const struct rq *r, size_t *len)
+{
+	const struct hdr *auth = NULL;
+	const char *t;
+	size_t n;
+
+	for (size_t i = 0; i < r->nhdrs; i++) {
+		const struct hdr *h = &r->hdrs[i];
+
+		if (h->nlen == 13 && memcmp(h->name, "authorization", 13) == 0) {
+			if (auth)
+				return NULL;
+			auth = h;
+		}
+	}
+	if (!auth || auth->vlen <= 7 || memcmp(auth->value, "Bearer ", 7) != 0)
+		return NULL;
+	t = auth->value + 7;
+	n = auth->vlen - 7;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)t[i];
+
+		if (c == ' ' || (c >= '\t' && c <= '\r'))
+			return NULL;
+	}
+	*len = n;
+	return t;
+}
+
 /* srv:next(): the oldest complete request not yet taken, as a table
- * {id, method, path, query, headers, body, remote}, or nil. */
+ * {id, method, path, query, headers, body, remote, token}, or nil; token is
+ * set only for a well-formed "Authorization: Bearer <token>" (see
+ * bearer_token). */
 static int srv_next(lua_State *L)
 {
 	struct server *s = check_server(L);
 	struct rq *r = s->queue.head;
+	const char *token;
+	size_t token_len = 0;
 
 	if (!r) {
 		lua_pushnil(L);
@@ -743,7 +780,7 @@ static int srv_next(lua_State *L)
 	}
 	/* Build the whole table first: if it raises (memory), the request
 	 * stays queued. */
-	lua_createtable(L, 0, 7);
+	lua_createtable(L, 0, 8);
 	lua_pushinteger(L, r->id);
 	lua_setfield(L, -2, "id");
 	lua_pushstring(L, r->method);
@@ -777,6 +814,11 @@ static int srv_next(lua_State *L)
 	lua_setfield(L, -2, "body");
 	lua_pushstring(L, r->remote);
 	lua_setfield(L, -2, "remote");
+	token = bearer_token(r, &token_len);
+	if (token) {
+		lua_pushlstring(L, token, token_len);
+		lua_setfield(L, -2, "token");
+	}
 
 	list_remove(&s->queue, r);
 	r->phase = RQ_TAKEN;
