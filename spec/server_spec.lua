@@ -248,6 +248,40 @@ describe("core.server", function()
       return req
     end
 
+    it("takes a 16 KiB token (the verifier's limit) with other headers; 20 KiB of headers get 431", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local function send(token)
+        local c = socket.tcp()
+        assert(c:connect("127.0.0.1", srv:port()))
+        c:settimeout(0)
+        assert(c:send("POST /api/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          .. "User-Agent: Microsoft-Skype/3.0\r\nClient-Request-Id: 6a0d2c6e-63e0-4e6b-8a8b-3f3d1c2b1a10\r\n"
+          .. "X-Microsoft-Skype-Chain-Id: 6a0d2c6e-63e0-4e6b-8a8b-3f3d1c2b1a10\r\n"
+          .. "Authorization: Bearer " .. token .. "\r\nContent-Length: 2\r\n\r\n{}"))
+        local req, got = nil, ""
+        for _ in rounds() do
+          srv:run(5)
+          local r = srv:next()
+          if r then
+            req = r
+            srv:respond(r.id, 202)
+          end
+          local data, err, partial = c:receive("*a")
+          got = got .. (data or partial or "")
+          if got:find("\r\n\r\n", 1, true) or err == "closed" then break end
+        end
+        c:close()
+        return req, got:match("^HTTP/1%.1 (%d+)")
+      end
+      local big = ("a"):rep(16384)
+      local req, status = send(big)
+      assert.equal("202", status)
+      assert.equal(big, req.token)
+      req, status = send(("a"):rep(20 * 1024))
+      assert.equal("431", status)
+      assert.is_nil(req)
+    end)
+
     local cases = {
       { { "Bearer abc.def.ghi" }, "abc.def.ghi" },
       { { "Bearer eyJ0eXAi-_.x~+/=" }, "eyJ0eXAi-_.x~+/=" },  -- any non-space bytes; the verifier judges them
