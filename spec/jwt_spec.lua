@@ -914,6 +914,28 @@ describe("core.jwt_verifier", function()
       assert.equal(1, v:cache_hits())
     end)
 
+    it("serves alternating tokens from the cache and forgets them all on clear_cache", function()
+      local v = verifier()
+      local a, b = token { name = "a" }, token { name = "b" }
+      accepted(v, a)
+      accepted(v, b)
+      for i = 1, 3 do
+        assert.equal("a", accepted(v, a).name, "round " .. i)
+        assert.equal("a", accepted(v, a).name, "round " .. i)
+        assert.equal("b", accepted(v, b).name, "round " .. i)
+      end
+      assert.equal(9, v:cache_hits())
+      v:clear_cache()
+      assert.equal("b", accepted(v, b).name)
+      assert.equal(9, v:cache_hits())
+      -- a cached and repeated token still expires with exp (NOW + 300, skew 300)
+      assert.equal("b", accepted(v, b, NOW + 600).name)
+      assert.equal(10, v:cache_hits())
+      rejected(v, b, "expired", NOW + 601)
+      rejected(v, b, "expired", NOW + 601)
+      assert.equal(10, v:cache_hits())
+    end)
+
     it("drops a cached token once it expires, and does not serve it again", function()
       local v = verifier { skew = 0 }
       local tok = token { exp = NOW + 10 }
