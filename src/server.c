@@ -802,7 +802,8 @@ static int srv_next(lua_State *L)
 		const struct hdr *h = &r->hdrs[i];
 
 		lua_pushlstring(L, h->name, h->nlen);
-		if (lua_rawget(L, -2) == LUA_TSTRING) {
+		lua_pushvalue(L, -1);
+		if (lua_rawget(L, -3) == LUA_TSTRING) {
 			/* repeated header: join the values, as RFC 9110 allows */
 			lua_pushliteral(L, ", ");
 			lua_pushlstring(L, h->value, h->vlen);
@@ -811,8 +812,6 @@ static int srv_next(lua_State *L)
 			lua_pop(L, 1);
 			lua_pushlstring(L, h->value, h->vlen);
 		}
-		lua_pushlstring(L, h->name, h->nlen);
-		lua_insert(L, -2);
 		lua_rawset(L, -3);
 	}
 	lua_setfield(L, -2, "headers");
