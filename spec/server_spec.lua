@@ -232,6 +232,21 @@ describe("core.server", function()
   describe("the Bearer token (req.token)", function()
     local socket = require "socket"
 
+    it("gives req.remote as a dotted quad for every byte width", function()
+      local srv <close> = assert(core.server { host = "0.0.0.0" })
+      for _, from in ipairs { "127.0.0.1", "127.10.200.9", "127.255.0.99", "127.1.20.100" } do
+        local c = socket.tcp()
+        assert(c:bind(from, 0))
+        assert(c:connect("127.0.0.1", srv:port()))
+        assert(c:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        local req = assert(next_request(srv))
+        assert.equal(from, req.remote)
+        srv:respond(req.id, 200)
+        srv:run()
+        c:close()
+      end
+    end)
+
     -- POST with the given Authorization header lines (raw bytes); the
     -- request as srv:next() gives it
     local function request_with(auth_lines)

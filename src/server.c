@@ -529,10 +529,26 @@ static void fill_remote(struct rq *r)
 	r->remote[0] = '\0';
 	if (!sa)
 		return;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-		          r->remote, sizeof r->remote);
-	else if (sa->sa_family == AF_INET6)
+	if (sa->sa_family == AF_INET) {
+		/* dotted quad by hand: glibc's inet_ntop goes through sprintf
+		 * (~1.5k instructions per request) */
+		const unsigned char *b = (const unsigned char *)(const void *)
+			&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+		char *o = r->remote;
+
+		for (int i = 0; i < 4; i++) {
+			unsigned v = b[i];
+
+			if (i)
+				*o++ = '.';
+			if (v >= 100)
+				*o++ = (char)('0' + v / 100);
+			if (v >= 10)
+				*o++ = (char)('0' + v / 10 % 10);
+			*o++ = (char)('0' + v % 10);
+		}
+		*o = '\0';
+	} else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
 		          r->remote, sizeof r->remote);
 }
