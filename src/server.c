@@ -85,6 +85,7 @@ struct rq {
 	struct MHD_Response *response;
 	unsigned int status;
 	char remote[INET6_ADDRSTRLEN];
+	char uri_chars[];           /* uri points here (one allocation) */
 };
 
 struct rqlist {
@@ -197,7 +198,6 @@ static void rq_free(struct rq *r)
 		MHD_destroy_response(r->response);
 		s->resumed--;
 	}
-	free(r->uri);
 	free(r->meta);
 	free(r->body);
 	free(r);
@@ -215,14 +215,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	size_t len = strlen(uri);
 	const char *q;
 
-	r = calloc(1, sizeof *r);
+	if (len > SIZE_MAX - sizeof *r - 1)
+		return NULL;
+	r = malloc(sizeof *r + len + 1);
 	if (!r)
 		return NULL;
-	r->uri = malloc(len + 1);
-	if (!r->uri) {
-		free(r);
-		return NULL;
-	}
+	memset(r, 0, sizeof *r);
+	r->uri = r->uri_chars;
 	memcpy(r->uri, uri, len + 1);
 	q = memchr(r->uri, '?', len);
 	r->path_len = q ? (size_t)(q - r->uri) : len;
