@@ -229,7 +229,7 @@ describe("core.server", function()
     end)
   end)
 
-  describe("the Bearer token (req.token)", function()
+  describe("the client address (req.remote)", function()
     local socket = require "socket"
 
     it("gives req.remote as a dotted quad for every byte width", function()
@@ -246,6 +246,11 @@ describe("core.server", function()
         c:close()
       end
     end)
+  end)
+
+  describe("the Bearer token (req.token)", function()
+    local socket = require "socket"
+
 
     -- POST with the given Authorization header lines (raw bytes); the
     -- request as srv:next() gives it
