@@ -881,6 +881,40 @@ static const char *describe(const char *reason)
 	return reason;
 }
 
+/* A cache entry keeps the claims flattened: {k1, v1, k2, v2, ...} (the
+ * values of nested tables are copied on the way out), so a hit copies them
+ * with array reads instead of walking a hash table with lua_next. */
+static void push_flat(lua_State *L, int claims)
+{
+	lua_Integer i = 0;
+
+	claims = lua_absindex(L, claims);
+	lua_newtable(L);
+	lua_pushnil(L);
+	while (lua_next(L, claims)) {
+		lua_pushvalue(L, -2);
+		lua_rawseti(L, -4, ++i);
+		lua_rawseti(L, -3, ++i);
+	}
+}
+
+/* Push a fresh claims table from the flat array at idx. */
+static void push_flat_copy(lua_State *L, int idx)
+{
+	lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+
+	luaL_checkstack(L, 4, "graphcall.jwt: claims");
+	lua_createtable(L, 0, (int)(n / 2));
+	for (lua_Integer i = 1; i < n; i += 2) {
+		lua_rawgeti(L, idx, i);
+		if (lua_rawgeti(L, idx, i + 1) == LUA_TTABLE) {
+			copy_table(L, -1, 1);
+			lua_replace(L, -2);
+		}
+		lua_rawset(L, -3);
+	}
+}
+
 /* Look the token (at key) up in the cache; push a copy of the claims
  * and return 1 on a hit. The last hit is tried first, by memcmp. */
 static int cache_lookup(lua_State *L, verifier *v, int key, lua_Number now)
@@ -929,7 +963,7 @@ static int cache_lookup(lua_State *L, verifier *v, int key, lua_Number now)
 		lua_setiuservalue(L, 1, UV_LAST_ENTRY);
 	}
 	lua_rawgeti(L, -1, 1);
-	copy_table(L, -1, 0);
+	push_flat_copy(L, lua_gettop(L));
 	v->cache_hits++;
 	return 1;
 }
@@ -967,7 +1001,7 @@ static void cache_store(lua_State *L, verifier *v, int key, int claims, lua_Numb
 	}
 	lua_pushvalue(L, key);
 	lua_createtable(L, 3, 0);
-	lua_pushvalue(L, claims);
+	push_flat(L, claims);
 	lua_rawseti(L, -2, 1);
 	lua_pushnumber(L, exp);
 	lua_rawseti(L, -2, 2);
