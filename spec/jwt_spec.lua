@@ -895,6 +895,61 @@ describe("core.jwt_verifier", function()
       assert.equal(0, off:cache_hits())
     end)
 
+    it("is keyed by the whole token: an equal string hits, a one-byte change does not", function()
+      local v = verifier()
+      local tok = token { name = "keyed" }
+      accepted(v, tok)
+      -- the same text built anew (another string object) is a hit
+      local again = tok:sub(1, 10) .. tok:sub(11)
+      assert.equal("keyed", accepted(v, again).name)
+      assert.equal(1, v:cache_hits())
+      -- a flipped signature byte after a cached good token: verified, refused
+      local h, p, sig = split(tok)
+      local last = sig:sub(-2, -2) == "A" and "B" or "A"
+      rejected(v, h .. "." .. p .. "." .. sig:sub(1, -3) .. last .. sig:sub(-1), "signature")
+      -- a longer or shorter token is no hit either
+      rejected(v, tok .. "A", "signature")             -- 257 signature bytes
+      rejected(v, tok:sub(1, -2), "malformed")
+      rejected(v, " " .. tok, "malformed")
+      assert.equal(1, v:cache_hits())
+    end)
+
+    it("serves alternating tokens from the cache and forgets them all on clear_cache", function()
+      local v = verifier()
+      local a, b = token { name = "a" }, token { name = "b" }
+      accepted(v, a)
+      accepted(v, b)
+      for i = 1, 3 do
+        assert.equal("a", accepted(v, a).name, "round " .. i)
+        assert.equal("a", accepted(v, a).name, "round " .. i)
+        assert.equal("b", accepted(v, b).name, "round " .. i)
+      end
+      assert.equal(9, v:cache_hits())
+      v:clear_cache()
+      assert.equal("b", accepted(v, b).name)
+      assert.equal(9, v:cache_hits())
+      -- a cached and repeated token still expires with exp (NOW + 300, skew 300)
+      assert.equal("b", accepted(v, b, NOW + 600).name)
+      assert.equal(10, v:cache_hits())
+      rejected(v, b, "expired", NOW + 601)
+      rejected(v, b, "expired", NOW + 601)
+      assert.equal(10, v:cache_hits())
+    end)
+
+    it("drops a cached token once it expires, and does not serve it again", function()
+      local v = verifier { skew = 0 }
+      local tok = token { exp = NOW + 10 }
+      accepted(v, tok)
+      accepted(v, tok, NOW + 10)
+      assert.equal(1, v:cache_hits())
+      rejected(v, tok, "expired", NOW + 11)
+      -- an earlier clock afterwards verifies it again (no stale hit) and caches it anew
+      accepted(v, tok, NOW + 5)
+      assert.equal(1, v:cache_hits())
+      accepted(v, tok, NOW + 6)
+      assert.equal(2, v:cache_hits())
+    end)
+
     it("stays bounded by cache_size and keeps answering correctly", function()
       local v = verifier { cache_size = 2 }
       local toks = { token { name = "1" }, token { name = "2" }, token { name = "3", exp = NOW + 10 } }

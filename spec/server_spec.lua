@@ -229,6 +229,108 @@ describe("core.server", function()
     end)
   end)
 
+  describe("the client address (req.remote)", function()
+    local socket = require "socket"
+
+    it("gives req.remote as a dotted quad for every byte width", function()
+      local srv <close> = assert(core.server { host = "0.0.0.0" })
+      for _, from in ipairs { "127.0.0.1", "127.10.200.9", "127.255.0.99", "127.1.20.100" } do
+        local c = socket.tcp()
+        assert(c:bind(from, 0))
+        assert(c:connect("127.0.0.1", srv:port()))
+        assert(c:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        local req = assert(next_request(srv))
+        assert.equal(from, req.remote)
+        srv:respond(req.id, 200)
+        srv:run()
+        c:close()
+      end
+    end)
+  end)
+
+  describe("the Bearer token (req.token)", function()
+    local socket = require "socket"
+
+
+    -- POST with the given Authorization header lines (raw bytes); the
+    -- request as srv:next() gives it
+    local function request_with(auth_lines)
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", srv:port()))
+      local head = { "POST /api/calls HTTP/1.1", "Host: x" }
+      for _, v in ipairs(auth_lines) do head[#head + 1] = "Authorization: " .. v end
+      assert(c:send(table.concat(head, "\r\n") .. "\r\nContent-Length: 2\r\n\r\n{}"))
+      local req = assert(next_request(srv))
+      assert.is_true(srv:respond(req.id, 202))
+      srv:run()
+      c:close()
+      return req
+    end
+
+    it("takes a 16 KiB token (the verifier's limit) with other headers; 20 KiB of headers get 431", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local function send(token)
+        local c = socket.tcp()
+        assert(c:connect("127.0.0.1", srv:port()))
+        c:settimeout(0)
+        assert(c:send("POST /api/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          .. "User-Agent: Microsoft-Skype/3.0\r\nClient-Request-Id: 6a0d2c6e-63e0-4e6b-8a8b-3f3d1c2b1a10\r\n"
+          .. "X-Microsoft-Skype-Chain-Id: 6a0d2c6e-63e0-4e6b-8a8b-3f3d1c2b1a10\r\n"
+          .. "Authorization: Bearer " .. token .. "\r\nContent-Length: 2\r\n\r\n{}"))
+        local req, got = nil, ""
+        for _ in rounds() do
+          srv:run(5)
+          local r = srv:next()
+          if r then
+            req = r
+            srv:respond(r.id, 202)
+          end
+          local data, err, partial = c:receive("*a")
+          got = got .. (data or partial or "")
+          if got:find("\r\n\r\n", 1, true) or err == "closed" then break end
+        end
+        c:close()
+        return req, got:match("^HTTP/1%.1 (%d+)")
+      end
+      local big = ("a"):rep(16384)
+      local req, status = send(big)
+      assert.equal("202", status)
+      assert.equal(big, req.token)
+      req, status = send(("a"):rep(20 * 1024))
+      assert.equal("431", status)
+      assert.is_nil(req)
+    end)
+
+    local cases = {
+      { { "Bearer abc.def.ghi" }, "abc.def.ghi" },
+      { { "Bearer eyJ0eXAi-_.x~+/=" }, "eyJ0eXAi-_.x~+/=" },  -- any non-space bytes; the verifier judges them
+      { { "bearer abc" }, nil },                       -- the scheme is case-sensitive
+      { { "BEARER abc" }, nil },
+      { { "Bearer  abc" }, nil },                      -- two spaces
+      { { "Bearer abc def" }, nil },                   -- two tokens
+      { { "Bearer abc\tdef" }, nil },                  -- a tab inside
+      { { "Bearer\tabc" }, nil },                      -- a tab instead of the space
+      { { "Bearer" }, nil },                           -- no token
+      { { "Bearer " }, nil },                          -- (trailing space: trimmed by the server)
+      { { "Basic dXNlcjpwYXNz" }, nil },
+      { { "Bearer abc", "Bearer abc" }, nil },         -- two Authorization headers
+      { { "Bearer abc", "Bearer def" }, nil },
+      { {}, nil },
+    }
+    for _, case in ipairs(cases) do
+      local lines, want = case[1], case[2]
+      it(("%s -> %s"):format(#lines > 0 and ("%q"):format(table.concat(lines, " | ")) or "no header",
+                             tostring(want)), function()
+        local req = request_with(lines)
+        assert.equal(want, req.token)
+        -- the same answer as the exact-form pattern on the (joined) header
+        assert.equal((req.headers.authorization or ""):match("^Bearer ([^%s]+)$"), req.token)
+        if #lines == 0 then assert.is_nil(req.headers.authorization) end
+      end)
+    end
+  end)
+
   describe("rejections answered in C", function()
     local function expect_error(srv, res, status, code)
       assert.equal(status, res.code)

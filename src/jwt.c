@@ -267,9 +267,18 @@ static int decode_object(lua_State *L, int state, int idx)
  * cycles, bounded depth), so callers cannot change cached claims. */
 static void copy_table(lua_State *L, int idx, int depth)
 {
+	int n = 0;
+
 	luaL_checkstack(L, 4, "graphcall.jwt: claims");
 	idx = lua_absindex(L, idx);
-	lua_createtable(L, (int)lua_rawlen(L, idx), 0);
+	/* count first: a table sized once is cheaper than one rehashed as it
+	 * grows (claims are a handful of fields) */
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		n++;
+		lua_pop(L, 1);
+	}
+	lua_createtable(L, 0, n);
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		if (lua_type(L, -1) == LUA_TTABLE && depth < 64) {
@@ -466,7 +475,8 @@ unusable:
 /* --- the verifier ------------------------------------------------------------ */
 
 /* User values of a verifier. */
-enum { UV_STATE = 1, UV_KEYS, UV_CACHE, UV_ISSUERS, UV_TENANTS, UV_AUDIENCE, UV_COUNT = UV_AUDIENCE };
+enum { UV_STATE = 1, UV_KEYS, UV_CACHE, UV_ISSUERS, UV_TENANTS, UV_AUDIENCE,
+       UV_LAST_KEY, UV_LAST_ENTRY, UV_COUNT = UV_LAST_ENTRY };
 
 typedef struct {
 	int closed;
@@ -474,6 +484,11 @@ typedef struct {
 	lua_Number skew;
 	size_t max_bytes;
 	lua_Integer cache_size, cache_count, cache_hits;
+	/* The last cache hit: its token (the bytes of the string held in
+	 * UV_LAST_KEY) and its entry (UV_LAST_ENTRY), checked with one memcmp
+	 * before the token is hashed for a table lookup. NULL when none. */
+	const char *last_tok;
+	size_t last_len;
 	unsigned char scratch[];   /* b64_scratch_size(max_bytes) */
 } verifier;
 
@@ -502,11 +517,22 @@ static int reject(lua_State *L, const char *reason, const char *fmt, ...)
 	return 2;
 }
 
+static void forget_last(lua_State *L, verifier *v, int self)
+{
+	v->last_tok = NULL;
+	v->last_len = 0;
+	lua_pushnil(L);
+	lua_setiuservalue(L, self, UV_LAST_KEY);
+	lua_pushnil(L);
+	lua_setiuservalue(L, self, UV_LAST_ENTRY);
+}
+
 static void new_cache(lua_State *L, verifier *v, int self)
 {
 	lua_newtable(L);
 	lua_setiuservalue(L, self, UV_CACHE);
 	v->cache_count = 0;
+	forget_last(L, v, self);
 }
 
 /* Read an optional option field into the given range; raise naming it. */
@@ -855,20 +881,61 @@ static const char *describe(const char *reason)
 	return reason;
 }
 
-/* Look the token hash (at key) up in the cache; push a copy of the claims
- * and return 1 on a hit. */
+/* A cache entry keeps the claims flattened: {k1, v1, k2, v2, ...} (the
+ * values of nested tables are copied on the way out), so a hit copies them
+ * with array reads instead of walking a hash table with lua_next. */
+static void push_flat(lua_State *L, int claims)
+{
+	lua_Integer i = 0;
+
+	claims = lua_absindex(L, claims);
+	lua_newtable(L);
+	lua_pushnil(L);
+	while (lua_next(L, claims)) {
+		lua_pushvalue(L, -2);
+		lua_rawseti(L, -4, ++i);
+		lua_rawseti(L, -3, ++i);
+	}
+}
+
+/* Push a fresh claims table from the flat array at idx. */
+static void push_flat_copy(lua_State *L, int idx)
+{
+	lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+
+	luaL_checkstack(L, 4, "graphcall.jwt: claims");
+	lua_createtable(L, 0, (int)(n / 2));
+	for (lua_Integer i = 1; i < n; i += 2) {
+		lua_rawgeti(L, idx, i);
+		if (lua_rawgeti(L, idx, i + 1) == LUA_TTABLE) {
+			copy_table(L, -1, 1);
+			lua_replace(L, -2);
+		}
+		lua_rawset(L, -3);
+	}
+}
+
+/* Look the token (at key) up in the cache; push a copy of the claims
+ * and return 1 on a hit. The last hit is tried first, by memcmp. */
 static int cache_lookup(lua_State *L, verifier *v, int key, lua_Number now)
 {
 	lua_Number exp, nbf;
+	size_t len;
+	const char *tok = lua_tolstring(L, key, &len);
+	int last = v->last_tok && len == v->last_len && memcmp(tok, v->last_tok, len) == 0;
 
 	if (lua_getiuservalue(L, 1, UV_CACHE) != LUA_TTABLE) {
 		lua_pop(L, 1);
 		return 0;
 	}
-	lua_pushvalue(L, key);
-	if (lua_rawget(L, -2) != LUA_TTABLE) {
-		lua_pop(L, 2);
-		return 0;
+	if (last) {
+		lua_getiuservalue(L, 1, UV_LAST_ENTRY);
+	} else {
+		lua_pushvalue(L, key);
+		if (lua_rawget(L, -2) != LUA_TTABLE) {
+			lua_pop(L, 2);
+			return 0;
+		}
 	}
 	lua_rawgeti(L, -1, 2);
 	lua_rawgeti(L, -2, 3);
@@ -881,19 +948,27 @@ static int cache_lookup(lua_State *L, verifier *v, int key, lua_Number now)
 		lua_rawset(L, -4);
 		v->cache_count--;
 		lua_pop(L, 2);
+		forget_last(L, v, 1);
 		return 0;
 	}
 	if (nbf > now + v->skew) {            /* the clock went back */
 		lua_pop(L, 2);
 		return 0;
 	}
+	if (!last) {
+		lua_pushvalue(L, key);
+		v->last_tok = lua_tolstring(L, -1, &v->last_len);
+		lua_setiuservalue(L, 1, UV_LAST_KEY);   /* keeps last_tok alive */
+		lua_pushvalue(L, -1);
+		lua_setiuservalue(L, 1, UV_LAST_ENTRY);
+	}
 	lua_rawgeti(L, -1, 1);
-	copy_table(L, -1, 0);
+	push_flat_copy(L, lua_gettop(L));
 	v->cache_hits++;
 	return 1;
 }
 
-/* Remember verified claims (at claims) under the token hash (at key). */
+/* Remember verified claims (at claims) under the token (at key). */
 static void cache_store(lua_State *L, verifier *v, int key, int claims, lua_Number now,
                         lua_Number exp, lua_Number nbf)
 {
@@ -906,6 +981,7 @@ static void cache_store(lua_State *L, verifier *v, int key, int claims, lua_Numb
 	cache = lua_gettop(L);
 	if (v->cache_count >= v->cache_size) {
 		/* drop the expired entries; if that is not enough, all */
+		forget_last(L, v, 1);
 		lua_pushnil(L);
 		while (lua_next(L, cache)) {
 			lua_rawgeti(L, -1, 2);
@@ -925,7 +1001,7 @@ static void cache_store(lua_State *L, verifier *v, int key, int claims, lua_Numb
 	}
 	lua_pushvalue(L, key);
 	lua_createtable(L, 3, 0);
-	lua_pushvalue(L, claims);
+	push_flat(L, claims);
 	lua_rawseti(L, -2, 1);
 	lua_pushnumber(L, exp);
 	lua_rawseti(L, -2, 2);
@@ -973,8 +1049,7 @@ static int v_verify(lua_State *L)
 	lua_Number now = luaL_checknumber(L, 3);
 	const char *d1, *d2, *end = tok + len, *alg_s;
 	const unsigned char *sig;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0, alg;
+	unsigned alg;
 	int state, key = 0, hdr, claims, ksi;
 	lua_Integer slot;
 	keyset *ks;
@@ -988,15 +1063,13 @@ static int v_verify(lua_State *L)
 		return reject(L, "too_large", "token of %I bytes is over the limit of %I bytes",
 		              (lua_Integer)len, (lua_Integer)v->max_bytes);
 
+	/* The cache is keyed by the token string itself: Lua hashes it once
+	 * per lookup and compares it byte for byte on a hit (cheaper than a
+	 * digest); only verified tokens (at most cache_size) are kept. */
 	if (v->cache_size > 0) {
-		if (EVP_Digest(tok, len, md, &mdlen, EVP_sha256(), NULL) == 1) {
-			lua_pushlstring(L, (const char *)md, mdlen);
-			key = lua_gettop(L);
-			if (cache_lookup(L, v, key, now))
-				return 1;
-		} else {
-			ERR_clear_error();
-		}
+		key = 2;
+		if (cache_lookup(L, v, key, now))
+			return 1;
 	}
 	lua_getiuservalue(L, 1, UV_STATE);
 	state = lua_gettop(L);
@@ -1079,6 +1152,7 @@ static int v_close(lua_State *L)
 	lua_pushnil(L);
 	lua_setiuservalue(L, 1, UV_CACHE);
 	v->cache_count = 0;
+	forget_last(L, v, 1);
 	return 0;
 }
 

@@ -61,14 +61,14 @@ end
 -- Verify req.token, refreshing the keys once when they are missing or the
 -- kid is unknown (the request waits, suspended, meanwhile).
 function Receiver:verify(req, refreshed)
-  local function again() self:verify(req, true) end
   if not self.keys:usable() then
-    if not refreshed and self.keys:after_refresh(again) then return end
+    if not refreshed and self.keys:after_refresh(function() self:verify(req, true) end) then return end
     return self:refuse(req, "no signing keys")
   end
   local claims, err = self.verifier:verify(req.token, os.time())
   if not claims then
-    if err.reason == "unknown_kid" and not refreshed and self.keys:after_refresh(again) then return end
+    if err.reason == "unknown_kid" and not refreshed
+      and self.keys:after_refresh(function() self:verify(req, true) end) then return end
     return self:refuse(req, err.reason)
   end
   self.keys:maintain()
@@ -78,11 +78,17 @@ end
 
 function Receiver:handle(req)
   if not self.verifier then return self:accept(req) end
-  -- "Bearer <token>", exactly: one space, one token
-  local token = (req.headers.authorization or ""):match("^Bearer ([^%s]+)$")
-  if not token then return self:refuse(req, "no Bearer token") end
-  req.token = token
+  -- the C server sets req.token only for "Authorization: Bearer <token>",
+  -- exactly: one such header, one space, one token without white space
+  if not req.token then return self:refuse(req, "no Bearer token") end
   self:verify(req, false)
+end
+
+-- The calls first (their own handlers are protected one by one), then the
+-- receiver's handler; one protected call for both.
+local function deliver(self, batch, req)
+  if self.client then self.client:dispatch(batch) end
+  if self.handler then self.handler(batch, req) end
 end
 
 function Receiver:accept(req)
@@ -93,9 +99,7 @@ function Receiver:accept(req)
     return
   end
   self.accepted = self.accepted + 1
-  -- the calls first (their own handlers are protected one by one), then the receiver's handler
-  local ok = not self.client or self.loop:protect(self.client.dispatch, self.client, batch)
-  if ok and self.handler then ok = self.loop:protect(self.handler, batch, req) end
+  local ok = self.loop:protect(deliver, self, batch, req)
   if self.closed then return end -- the handler closed this receiver: nobody to answer
   if ok then
     self.server:respond(req.id, 202)
