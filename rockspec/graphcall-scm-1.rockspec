@@ -31,7 +31,7 @@ build = {
   modules = {
     ["graphcall.core"] = {
       sources = {
-        "src/core.c", "src/http.c", "src/joinlink.c", "src/jwt.c", "src/notification.c", "src/request.c",
+        "src/core.c", "src/http.c", "src/joinlink.c", "src/json.c", "src/jwt.c", "src/notification.c", "src/request.c",
         "src/server.c", "src/util.c",
         -- C++ (simdjson), compiled by the same driver as the C files
         -- (gcc picks the language from the extension; Debian's g++)

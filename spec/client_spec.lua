@@ -301,6 +301,34 @@ describe("faults, each with its error kind", function()
     w.close()
   end)
 
+  it("a created call reads four members of Graph's answer and decodes call.data when read", function()
+    local w = world()
+    local call = assert(w.client:call(spec(w)))
+    assert.same({ "establishing", "outgoing" }, { call.state, call.direction })
+    assert.equal(w.emu.url .. "/v1.0/communications/calls/" .. call.id, call.location)
+    local data = call.data
+    assert.equal(call.id, data.id)
+    assert.equal("establishing", data.state)
+    assert.equal(w.graph_requests()[1].json.callbackUri, data.callbackUri)
+    assert.equal(data, call.data) -- decoded once
+    assert.is_function(call.on)   -- methods still resolve
+    -- JSON simdjson refuses but lua-cjson takes (1e999) is still an answer
+    w.emu:fail_next { mode = "body", body = '{"id":"c-1","state":"Establishing","big":1e999,"id":"c-2"}' }
+    call = assert(w.client:call(spec(w)))
+    assert.same({ "c-2", "establishing", math.huge }, { call.id, call.state, call.data.big })
+    -- an array, a string, a non-string id: no call, bad_response
+    local answers = { ['[{"id":"x"}]'] = "the created call has no id", ['"x"'] = "response is not a JSON object",
+                      ['{"id":7}'] = "the created call has no id", ['{"id":"x",}'] = "response is not a JSON object: " }
+    for body, message in pairs(answers) do
+      w.emu:fail_next { mode = "body", body = body }
+      local none, err = w.client:call(spec(w))
+      assert.is_nil(none)
+      assert.same({ "bad_response", 201 }, { err.kind, err.status })
+      assert.equal(message, err.message:sub(1, #message))
+    end
+    w.close()
+  end)
+
   it("a Graph error body is kept to 1 KB", function()
     local w = world()
     local result

@@ -54,6 +54,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "build_parts", gc_l_build_parts },
 		{ "check_guid", gc_l_check_guid },
 		{ "parse_notifications", gc_l_parse_notifications },
+		{ "json_fields", gc_l_json_fields },
 		{ "parse_join_url", gc_l_parse_join_url },
 		{ "new_error", gc_l_new_error },
 		{ "http", gc_l_http },

@@ -91,6 +91,11 @@ int gc_l_build_parts(lua_State *L);
 int gc_l_check_guid(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_parse_notifications_reference(lua_State *L);  /* fuzzing only */
+int gc_l_json_fields(lua_State *L);
+/* The module's reusable simdjson parser (src/notification.c): take pushes
+ * its holder (NULL: out of memory), give_back returns the one at idx. */
+struct gc_jscan *gc_scanner_take(lua_State *L, size_t len);
+void gc_scanner_give_back(lua_State *L, int idx);
 int gc_l_parse_join_url(lua_State *L);
 int gc_l_new_error(lua_State *L);
 int gc_l_http(lua_State *L);

@@ -360,6 +360,55 @@ extern "C" GC_HIDDEN size_t gc_jscan_capacity(const gc_jscan *s) noexcept
 	return s->parser.capacity();
 }
 
+/* Copy body with simdjson's padding and parse it whole into root. */
+static int parse_root(gc_jscan *s, const char *body, size_t len, dom::element *root) noexcept
+{
+	if (len > SIZE_MAX - SIMDJSON_PADDING)
+		return GC_JSCAN_REJECTED;
+	if (s->buf_size < len + SIMDJSON_PADDING) {
+		char *nb = static_cast<char *>(std::realloc(s->buf, len + SIMDJSON_PADDING));
+		if (!nb)
+			return GC_JSCAN_NOMEM;
+		s->buf = nb;
+		s->buf_size = len + SIMDJSON_PADDING;
+	}
+	std::memcpy(s->buf, body, len);
+	std::memset(s->buf + len, 0, SIMDJSON_PADDING);
+
+	error_code err = s->parser.parse(s->buf, len, false).get(*root);
+	if (err == MEMALLOC)
+		return GC_JSCAN_NOMEM;
+	return err ? GC_JSCAN_REJECTED : GC_JSCAN_OK;
+}
+
+extern "C" GC_HIDDEN int gc_jscan_members(gc_jscan *s, const char *body, size_t len,
+                                          const char *const *keys, size_t n,
+                                          gc_jval *top, gc_jval *out) noexcept
+{
+	try {
+		dom::element root;
+		int r;
+
+		std::memset(top, 0, sizeof *top);
+		std::memset(out, 0, n * sizeof *out);
+		if ((r = parse_root(s, body, len, &root)) != GC_JSCAN_OK)
+			return r;
+		read_value(top, root);
+		if (top->type != GC_JT_OBJECT)
+			return GC_JSCAN_OK;
+		dom::object o = root.get_object().value_unsafe();
+		for (dom::key_value_pair kv : o)
+			for (size_t i = 0; i < n; i++)
+				if (kv.key == keys[i])
+					read_value(&out[i], kv.value);
+		return GC_JSCAN_OK;
+	} catch (const std::bad_alloc &) {
+		return GC_JSCAN_NOMEM;
+	} catch (...) {
+		return GC_JSCAN_REJECTED;
+	}
+}
+
 extern "C" GC_HIDDEN int gc_jscan_parse(gc_jscan *s, const char *body, size_t len,
                                         size_t max_items, gc_jdoc *doc) noexcept
 {
@@ -367,25 +416,11 @@ extern "C" GC_HIDDEN int gc_jscan_parse(gc_jscan *s, const char *body, size_t le
 		dom::element root, value;
 		size_t value_field = 0, i = 0;
 		bool have_value = false;
+		int r;
 
 		std::memset(doc, 0, sizeof *doc);
-		if (len > SIZE_MAX - SIMDJSON_PADDING)
-			return GC_JSCAN_REJECTED;
-		if (s->buf_size < len + SIMDJSON_PADDING) {
-			char *nb = static_cast<char *>(std::realloc(s->buf, len + SIMDJSON_PADDING));
-			if (!nb)
-				return GC_JSCAN_NOMEM;
-			s->buf = nb;
-			s->buf_size = len + SIMDJSON_PADDING;
-		}
-		std::memcpy(s->buf, body, len);
-		std::memset(s->buf + len, 0, SIMDJSON_PADDING);
-
-		error_code err = s->parser.parse(s->buf, len, false).get(root);
-		if (err == MEMALLOC)
-			return GC_JSCAN_NOMEM;
-		if (err)
-			return GC_JSCAN_REJECTED;
+		if ((r = parse_root(s, body, len, &root)) != GC_JSCAN_OK)
+			return r;
 
 		read_value(&doc->top, root);
 		if (doc->top.type != GC_JT_OBJECT)

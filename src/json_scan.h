@@ -102,6 +102,13 @@ size_t gc_jscan_capacity(const gc_jscan *s) GC_NOEXCEPT;
 int gc_jscan_parse(gc_jscan *s, const char *body, size_t len, size_t max_items,
                    gc_jdoc *doc) GC_NOEXCEPT;
 
+/* Parse body[0..len) and read the members keys[0..n) of its top-level
+ * object into out[0..n) (the last occurrence of a key; GC_JT_ABSENT when
+ * missing or null); *top gets the document's own type. Codes as for
+ * gc_jscan_parse. */
+int gc_jscan_members(gc_jscan *s, const char *body, size_t len, const char *const *keys,
+                     size_t n, gc_jval *top, gc_jval *out) GC_NOEXCEPT;
+
 /* Where an entry's resourceData lies in the body: field is its position
  * among the entry's keys (GC_JSPAN_NONE: not wanted), off and len are
  * filled by gc_jscan_locate. */

@@ -571,8 +571,8 @@ static int scanner_close(lua_State *L)
  * when out of memory). The module's scanner is taken out of the state
  * table while in use, so that a parse run by a finalizer in the middle of
  * this one makes its own, and an error thrown midway only loses it to the
- * collector; give_back() returns it. */
-static gc_jscan *take_scanner(lua_State *L, size_t len)
+ * collector; gc_scanner_give_back() returns it. */
+gc_jscan *gc_scanner_take(lua_State *L, size_t len)
 {
 	scanner *s;
 
@@ -599,7 +599,7 @@ static gc_jscan *take_scanner(lua_State *L, size_t len)
 
 /* The scanner at idx goes back to the state table, or is freed now when
  * its buffers grew past SCANNER_KEEP_BYTES. */
-static void give_back(lua_State *L, int idx)
+void gc_scanner_give_back(lua_State *L, int idx)
 {
 	scanner *s = lua_touserdata(L, idx);
 
@@ -745,16 +745,16 @@ static int parse(lua_State *L, int fast)
 	 * simdjson checks both, so the checks below only run for the rest. */
 	lua_settop(L, 1);
 	if (fast) {
-		scan = take_scanner(L, len);     /* at 2 */
+		scan = gc_scanner_take(L, len);     /* at 2 */
 		if (scan) {
 			gc_jdoc doc;
 			if (gc_jscan_parse(scan, body, len, GC_NOTIFY_MAX_ITEMS, &doc) == GC_JSCAN_OK) {
 				int r = fast_parse(L, &doc, 1, 2);
-				give_back(L, 2);
+				gc_scanner_give_back(L, 2);
 				return r;
 			}
 		}
-		give_back(L, 2);
+		gc_scanner_give_back(L, 2);
 		lua_settop(L, 1);
 	}
 

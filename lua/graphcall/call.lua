@@ -35,8 +35,21 @@ local SEEN_MAX = 64 -- fingerprints kept per call to drop repeated notifications
 ---@field roster table? the last list of participants Graph sent (participant resources)
 ---@field client graphcall.Client
 local Call = {}
-Call.__index = Call
 Call.__name = "graphcall.call"
+
+-- Methods, and `data` decoded on first use when the call was made from
+-- Graph's answer (most bots never read it, and decoding is most of the
+-- cost of a create request).
+function Call.__index(self, key)
+  local method = Call[key]
+  if method ~= nil or key ~= "data" then return method end
+  local text = rawget(self, "data_text")
+  if not text then return nil end
+  local data = cjson.decode(text)
+  rawset(self, "data", data)
+  rawset(self, "data_text", nil)
+  return data
+end
 
 ---@class graphcall.Operation
 ---@field id string
@@ -57,8 +70,10 @@ local function lower_first(s)
   return type(s) == "string" and (s:sub(1, 1):lower() .. s:sub(2)) or nil
 end
 
---- Build a call object from a decoded `call` resource.
-function M.new(client, data, location)
+--- Build a call object from a decoded `call` resource, or from its fields
+-- (id, state, direction, myParticipantId) and `text`, the resource as JSON
+-- that `call.data` decodes when it is first read.
+function M.new(client, data, location, text)
   return setmetatable({
     client = client,
     id = data.id,
@@ -66,7 +81,8 @@ function M.new(client, data, location)
     direction = lower_first(data.direction),
     my_participant_id = data.myParticipantId,
     location = location,
-    data = data,
+    data = not text and data or nil,
+    data_text = text,
     handlers = {},
     seen = {}, seen_order = {},
     operations = {},
@@ -94,8 +110,9 @@ end
 
 -- Has this notification been seen (same etag, or same content)?
 function Call:repeated(n)
-  local content = cjson.encode(n.resource_data or {}) or ""
-  local key = table.concat({ n.change_type, n.resource_url, n.etag or content }, "\0")
+  -- the content only when there is no etag: it decodes resource_data
+  local key = table.concat({ n.change_type, n.resource_url,
+    n.etag or cjson.encode(n.resource_data or {}) or "" }, "\0")
   if self.seen[key] then return true end
   self.seen[key] = true
   local order = self.seen_order

@@ -163,13 +163,14 @@ local CREATED = { [200] = true, [201] = true }
 local function created(self, result, req)
   local err = transport.check(result, req, CREATED)
   if err then return nil, err end
-  local data, derr = transport.decode(result, req)
-  if not data then return nil, derr end
-  if type(data.id) ~= "string" or data.id == "" then
+  -- the call object needs four members; call.data decodes the rest if read
+  local fields, derr = transport.decode_fields(result, req, "id", "state", "direction", "myParticipantId")
+  if not fields then return nil, derr end
+  if not fields.id or fields.id == "" then
     return nil, transport.new_error { kind = "bad_response", status = result.status,
       message = "the created call has no id", request_id = result.headers["request-id"] }
   end
-  return self:track(call_object.new(self, data, result.headers.location))
+  return self:track(call_object.new(self, fields, result.headers.location, result.body))
 end
 
 -- Send a request built by prepare_call/prepare_join: call | nil, err.

@@ -818,6 +818,8 @@ function Emulator:inject(req, fault)
   elseif fault.mode == "truncate" then
     return self:respond(req, 201, ('{"id":"%s","state":"establishing","padding":"%s"}')
       :format(core.uuid(), ("x"):rep(512)), nil, "truncate")
+  elseif fault.mode == "body" then
+    return self:respond(req, fault.answer or 201, fault.body, { ["content-type"] = JSON })
   elseif fault.mode == "not_json" then
     return self:respond(req, 201, "<html>Service Unavailable</html>", { ["content-type"] = "text/html" })
   elseif fault.mode == "oversized" then
@@ -984,6 +986,7 @@ end
 --- Queue faults for the next requests, in order:
 -- `{ status = 429|503|504, retry_after = s }`, `{ mode = "drop" | "truncate" | "not_json" | "oversized" | "html" }`,
 -- `{ mode = "redirect", location = url }`, `{ mode = "gzip", body = bytes }`, `{ mode = "headers", headers = n }`,
+-- `{ mode = "body", body = json, answer = status? }` (that JSON with 201 or `answer`),
 -- `{ delay = s }` (then answer normally, or with the other fields); `count` repeats it;
 -- `path` (a Lua pattern) aims it at other paths than Graph's calls API, e.g. "^/v1/keys";
 -- `processed = true` with a status: act on the request (create the call), then answer the status.

@@ -83,19 +83,30 @@ function M.check(r, req, expected)
   return new_error(err)
 end
 
+local function not_an_object(r, req, msg)
+  return nil, new_error {
+    kind = "bad_response", status = r.status, method = req.method, url = req.url,
+    message = "response is not a JSON object" .. (msg and (": " .. msg) or ""),
+    body = keep_raw(r.body), request_id = r.headers["request-id"],
+    client_request_id = req.client_request_id,
+  }
+end
+
 --- Decode a JSON response body, or return a bad_response error keeping at
 -- most 1 KB of it.
 function M.decode(r, req)
   local doc, msg = cjson.decode(r.body)
-  if type(doc) ~= "table" then
-    return nil, new_error {
-      kind = "bad_response", status = r.status, method = req.method, url = req.url,
-      message = "response is not a JSON object" .. (msg and (": " .. msg) or ""),
-      body = keep_raw(r.body), request_id = r.headers["request-id"],
-      client_request_id = req.client_request_id,
-    }
-  end
+  if type(doc) ~= "table" then return not_an_object(r, req, msg) end
   return doc
+end
+
+--- Check that a response body is a JSON object and read only its top-level
+-- string members `...` (a table of those present), or return the error of
+-- `decode`. The rest of the body stays text, for whoever needs it later.
+function M.decode_fields(r, req, ...)
+  local fields, msg = core.json_fields(r.body, ...)
+  if not fields then return not_an_object(r, req, msg) end
+  return fields
 end
 
 --- Submit `req` on `loop`; `done(result)` runs when it finishes.
