@@ -16,7 +16,9 @@ end
 
 --- Run the handlers of `event` with the arguments.
 function M.emit(loop, handlers, event, ...)
-  for _, fn in ipairs(handlers[event] or {}) do loop:protect(fn, ...) end
+  local list = handlers[event]
+  if not list then return end -- most events have no handler: no table made
+  for _, fn in ipairs(list) do loop:protect(fn, ...) end
 end
 
 return M
