@@ -1,14 +1,17 @@
 /* libFuzzer harness: the Lua decoders of Graph responses,
- * graphcall.transport.check (the Graph error body) and .decode (the 201
- * body of a created call), used the way client.lua uses them.
+ * graphcall.transport.check (the Graph error body) and .decode_fields (the
+ * 201 body of a created call: simdjson, or lua-cjson for what simdjson
+ * refuses), used the way client.lua uses them, with .decode (lua-cjson
+ * alone) as the oracle: whatever decode_fields accepts, decode accepts, with
+ * the same string members.
  *
  * Input: byte 0 chooses the result, the rest is the response body.
  *   status  = {200, 201, 400, 429, 503}[(b0 & 7) % 5 + 1]
  *   bit 3   the request is a create request (req.create)
  *   bit 4   a retry-after header (b0 >> 5 seconds) and a request-id header
  * The Lua code runs with a line hook feeding libFuzzer (fz_lua_coverage).
- * check() and decode() must never raise: they return nil or a
- * graphcall.error, and a table or nil plus a graphcall.error. */
+ * check(), decode_fields() and decode() must never raise: they return nil
+ * or a graphcall.error, and a table or nil plus a graphcall.error. */
 #include "fuzz.h"
 
 static int run_ref;
@@ -37,15 +40,24 @@ static const char run_src[] =
 	"    return 'error ' .. err.kind\n"
 	"  end\n"
 	"  assert(CREATED[status], 'check passed an unexpected status')\n"
+	"  local fields, ferr = transport.decode_fields(r, req, 'id', 'state', 'direction', 'myParticipantId')\n"
 	"  local doc, derr = transport.decode(r, req)\n"
 	"  if doc == nil then\n"
 	"    assert(is_error(derr) and derr.kind == 'bad_response', 'decode: bad error')\n"
 	"    assert(#derr.body <= 1024)\n"
+	"  end\n"
+	"  if fields == nil then\n"
+	"    assert(is_error(ferr) and ferr.kind == 'bad_response', 'decode_fields: bad error')\n"
+	"    assert(#ferr.body <= 1024)\n"
 	"    return 'bad_response'\n"
 	"  end\n"
-	"  assert(type(doc) == 'table', 'decode returned a ' .. type(doc))\n"
-	"  local id = doc.id\n"
-	"  return 'decoded, id ' .. type(id)\n"
+	"  assert(type(doc) == 'table', 'decode_fields accepted what decode refuses')\n"
+	"  for _, k in ipairs { 'id', 'state', 'direction', 'myParticipantId' } do\n"
+	"    local v = doc[k]\n"
+	"    if type(v) ~= 'string' then v = nil end\n"
+	"    assert(fields[k] == v, 'decode_fields and decode differ on ' .. k)\n"
+	"  end\n"
+	"  return 'decoded, id ' .. type(fields.id)\n"
 	"end\n";
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
