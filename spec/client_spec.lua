@@ -316,6 +316,10 @@ describe("faults, each with its error kind", function()
     w.emu:fail_next { mode = "body", body = '{"id":"c-1","state":"Establishing","big":1e999,"id":"c-2"}' }
     call = assert(w.client:call(spec(w)))
     assert.same({ "c-2", "establishing", math.huge }, { call.id, call.state, call.data.big })
+    -- nested deeper than the strict pass's 32 levels, or NaN: still a call, as before
+    w.emu:fail_next { mode = "body", body = '{"id":"c-3","x":' .. ("["):rep(40) .. ("]"):rep(40) .. ',"n":NaN}' }
+    call = assert(w.client:call(spec(w)))
+    assert.equal("c-3", call.id)
     -- an array, a string, a non-string id: no call, bad_response
     local answers = { ['[{"id":"x"}]'] = "the created call has no id", ['"x"'] = "response is not a JSON object",
                       ['{"id":7}'] = "the created call has no id", ['{"id":"x",}'] = "response is not a JSON object: " }

@@ -104,8 +104,15 @@ end
 -- string members `...` (a table of those present), or return the error of
 -- `decode`. The rest of the body stays text, for whoever needs it later.
 function M.decode_fields(r, req, ...)
-  local fields, msg = core.json_fields(r.body, ...)
-  if not fields then return not_an_object(r, req, msg) end
+  local fields = core.json_fields(r.body, ...)
+  if fields then return fields end
+  -- refused by the strict pass (depth over 32, NaN): decode's verdict stands
+  local doc, err = M.decode(r, req)
+  if not doc then return nil, err end
+  fields = {}
+  for _, k in ipairs { ... } do
+    if type(doc[k]) == "string" then fields[k] = doc[k] end
+  end
   return fields
 end
 
