@@ -3,6 +3,7 @@
 -- answers go out through srv:respond(), and what C answers by itself (404,
 -- 405, 413, 415) never reaches Lua.
 local core = require "graphcall.core"
+local cjson = require "cjson"
 
 local scratch = require "support.scratch"
 local q, file, read, write = scratch.q, scratch.file, scratch.read, scratch.write
@@ -300,6 +301,58 @@ describe("core.server", function()
       req, status = send(("a"):rep(20 * 1024))
       assert.equal("431", status)
       assert.is_nil(req)
+    end)
+
+    it("reads a 200 KB body behind a 16 KiB token in a bounded number of rounds", function()
+      -- Headers that nearly filled libmicrohttpd's pool left a read buffer
+      -- of a few bytes: this body took ~18,000 rounds (one read each).
+      -- With at most 20 KiB of headers in a 32 KiB pool it takes ~100.
+      local srv <close> = assert(core.server { paths = { "/api/calls" }, max_body = 300000 })
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", srv:port()))
+      c:settimeout(0)
+      local body = ("x"):rep(200000)
+      local msg = "POST /api/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        .. "Authorization: Bearer " .. ("a"):rep(16384) .. "\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
+      local sent, req, n = 0, nil, 0
+      for i in rounds() do
+        n = i
+        if sent < #msg then
+          local last, _, partial = c:send(msg, sent + 1)
+          sent = last or partial
+        end
+        srv:run(5)
+        req = srv:next()
+        if req then break end
+      end
+      c:close()
+      assert.is_table(req)
+      assert.equal(#body, #req.body)
+      assert.is_true(n < 1000, "rounds: " .. n)
+    end)
+
+    it("refuses headers over 20 KiB with 431 and closes without reading the body", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", srv:port()))
+      c:settimeout(0)
+      assert(c:send("POST /api/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        .. "X-Pad: " .. ("a"):rep(20 * 1024) .. "\r\nContent-Length: 100000\r\n\r\n{"))
+      local got, closed = "", false
+      for _ in rounds() do
+        srv:run(5)
+        assert.is_nil(srv:next())
+        local data, err, partial = c:receive("*a")
+        got = got .. (data or partial or "")
+        if err == "closed" then closed = true break end
+      end
+      c:close()
+      assert.is_true(closed)
+      assert.equal("431", got:match("^HTTP/1%.1 (%d+)"))
+      assert.truthy(got:find("connection: close", 1, true) or got:find("Connection: close", 1, true))
+      local err = cjson.decode(got:match("\r\n\r\n(.*)$"))
+      assert.equal("requestHeaderFieldsTooLarge", err.error.code)
+      assert.equal("request headers exceed 20480 bytes", err.error.message)
     end)
 
     local cases = {
