@@ -198,6 +198,23 @@ describe("incoming calls", function()
     assert.equal("established", call.state)
   end)
 
+  it("a handler may wait for what arrives through its own receiver", function()
+    w.call() -- the receiver has its signing keys: the next handler runs inside its round
+    local steps = {}
+    w.client:on("incoming", function(call)
+      steps[#steps + 1] = call:answer { modalities = { "audio" } } and "answered" or "not answered"
+      -- a second call, whose notifications come through this same receiver
+      local other = assert(w.client:call { callback_uri = w.rx:url(),
+        targets = { graphcall.user { id = "550fae72-d251-43ec-868c-373732c2704f" } } })
+      steps[#steps + 1] = other:wait("established", 5) and "other established" or "other not established"
+    end)
+    w.emu:ring { callback_uri = w.rx:url(), app_id = APP_ID }
+    assert.is_true(w.loop:wait(function() return #steps == 2 end, 6))
+    assert.same({ "answered", "other established" }, steps)
+    w.settle()
+    assert.equal(0, w.rx.server:pending()) -- the incoming notification was answered too
+  end)
+
   it("are rejected or redirected", function()
     local call = ring()
     assert.is_true(call:reject { reason = "busy" })

@@ -220,6 +220,82 @@ describe("graphcall loop", function()
     end)
   end)
 
+  describe("a server handler that waits", function()
+    local socket = require "socket"
+
+    local function post(port, body)
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", port))
+      c:settimeout(0)
+      assert(c:send(("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"):format(#body, body)))
+      return c
+    end
+    -- the body of the answer, once it has arrived
+    local function answer(c)
+      local data, _, partial = c:receive("*a")
+      return (data or partial or ""):match("\r\n\r\n(.+)$")
+    end
+
+    it("gives way to the loop: the server answers others meanwhile, then the handler goes on", function()
+      local loop = track(graphcall.new_loop())
+      local srv = track(assert(core.server { paths = { "/x" } }))
+      local released = false
+      loop:add_server(srv, function(req)
+        if req.body == "wait" then
+          local ok = loop:wait(function() return released end, 5)
+          srv:respond(req.id, 200, ok and "released" or "timed out")
+        else
+          released = true
+          srv:respond(req.id, 200, "go")
+        end
+      end)
+      local waiting = post(srv:port(), "wait")
+      for _ = 1, 100 do
+        loop:step(0.02)
+        if #loop.parked > 0 then break end
+      end
+      assert.equal(1, #loop.parked)
+      assert.equal(1, srv:pending())
+      local go = post(srv:port(), "go")
+      local got = {}
+      for _ = 1, 200 do
+        loop:step(0.02)
+        got.go, got.waiting = got.go or answer(go), got.waiting or answer(waiting)
+        if got.go and got.waiting then break end
+      end
+      assert.same({ go = "go", waiting = "released" }, got)
+      assert.equal(0, #loop.parked)
+      assert.equal(0, srv:pending())
+      go:close()
+      waiting:close()
+    end)
+
+    it("ends its wait with false once the timeout passes on the loop's clock", function()
+      local loop, clock = fake_clock_loop()
+      local srv = track(assert(core.server { paths = { "/x" } }))
+      loop:add_server(srv, function(req)
+        local ok = loop:wait(function() return false end, 7)
+        srv:respond(req.id, 200, tostring(ok))
+      end)
+      local c = post(srv:port(), "wait")
+      for _ = 1, 100 do
+        loop:step(0.02)
+        if #loop.parked > 0 then break end
+      end
+      assert.equal(1, #loop.parked)
+      assert.equal(7000, loop:wait_ms(60)) -- the loop sleeps no longer than the wait may last
+      clock.now = clock.now + 7
+      local got
+      for _ = 1, 100 do
+        loop:step(0.02)
+        got = answer(c)
+        if got then break end
+      end
+      assert.equal("false", got)
+      c:close()
+    end)
+  end)
+
   describe("timers", function()
     it("fire in order of due time on an injected clock, only once due", function()
       local loop, clock = fake_clock_loop()

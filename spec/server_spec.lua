@@ -1,7 +1,8 @@
 -- The libmicrohttpd receiver (core.server), driven by the curl command-line
--- tool in the background: requests arrive through srv:run()/srv:next(),
--- answers go out through srv:respond(), and what C answers by itself (404,
--- 405, 413, 415) never reaches Lua.
+-- tool in the background and by raw sockets: requests arrive through
+-- srv:run()/srv:next() or at a handler given to srv:run(), answers go out
+-- through srv:respond(), and what C answers by itself (404, 405, 413, 415,
+-- 431) never reaches Lua.
 local core = require "graphcall.core"
 local cjson = require "cjson"
 
@@ -498,6 +499,189 @@ echo $(( (stop - start) / 1000000 )) > %s.tmp; mv %s.tmp %s]]):format(
       ms = assert(tonumber(ms))
       assert.is_true(ms >= 400 and ms < 1500, "closed after " .. ms .. " ms")
       assert.is_nil(srv:next())
+    end)
+  end)
+
+  describe("srv:run with a handler", function()
+    local socket = require "socket"
+
+    local function connect(srv)
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", srv:port()))
+      c:settimeout(0)
+      return c
+    end
+    local function post(c, body)
+      assert(c:send(("POST /api/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        .. "Content-Length: %d\r\n\r\n%s"):format(#body, body)))
+    end
+    -- What arrives within a bounded wait (at most max_rounds rounds), running
+    -- the server meanwhile only when asked to; stops at `until_text` or when
+    -- the peer closes.
+    local function receive(c, until_text, srv, max_rounds)
+      local got, closed = "", false
+      for i in rounds(2) do
+        if max_rounds and i > max_rounds then break end
+        if srv then srv:run(5) else socket.sleep(0.005) end
+        local data, err, partial = c:receive("*a")
+        got = got .. (data or partial or "")
+        if err == "closed" then closed = true break end
+        if until_text and got:find(until_text, 1, true) then break end
+      end
+      return got, closed
+    end
+    -- srv:run(20, handler) until a request has been handed to the handler
+    local function run_until_handled(srv, handler)
+      for _ in rounds() do
+        if srv:run(20, handler) > 0 then return true end
+      end
+      return false
+    end
+
+    it("answers within the round that completed the request", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = connect(srv)
+      post(c, '{"a":1}')
+      local seen
+      assert.is_true(run_until_handled(srv, function(req)
+        seen = req
+        assert(srv:respond(req.id, 202, "taken"))
+      end))
+      assert.equal('{"a":1}', seen.body)
+      assert.equal("/api/calls", seen.path)
+      assert.equal(0, srv:pending())
+      -- no further srv:run: the answer left in the round that ran the handler
+      local got = receive(c, "taken")
+      assert.equal("202", got:match("^HTTP/1%.1 (%d+)"))
+      assert.equal("taken", got:match("\r\n\r\n(.*)$"))
+      -- the connection stays open for the next request
+      post(c, "[2]")
+      assert.is_true(run_until_handled(srv, function(req) srv:respond(req.id, 200, req.body) end))
+      assert.equal("[2]", receive(c, "[2]"):match("\r\n\r\n(.*)$"))
+      c:close()
+    end)
+
+    it("keeps a request the handler left unanswered until srv:respond", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = connect(srv)
+      post(c, "{}")
+      local id
+      assert.is_true(run_until_handled(srv, function(req) id = req.id end))
+      assert.equal(1, srv:pending())
+      assert.is_nil(srv:next())
+      assert.equal("", (receive(c, nil, srv, 10)))
+      assert.is_true(srv:respond(id, 202, "later"))
+      local got = receive(c, "later", srv)
+      assert.equal("202", got:match("^HTTP/1%.1 (%d+)"))
+      assert.equal(0, srv:pending())
+      c:close()
+    end)
+
+    it("lets a handler answer another request that was left waiting", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local first, second = connect(srv), connect(srv)
+      post(first, "[1]")
+      local waiting
+      assert.is_true(run_until_handled(srv, function(req) waiting = req.id end))
+      post(second, "[2]")
+      assert.is_true(run_until_handled(srv, function(req)
+        assert(srv:respond(waiting, 200, "first"))
+        assert(srv:respond(req.id, 200, "second"))
+      end))
+      assert.equal(0, srv:pending())
+      assert.equal("second", receive(second, "second"):match("\r\n\r\n(.*)$"))
+      assert.equal("first", receive(first, "first", srv):match("\r\n\r\n(.*)$"))
+      first:close()
+      second:close()
+    end)
+
+    it("answers 500 when the handler raises, and raises its error after the round", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = connect(srv)
+      post(c, "{}")
+      local problem = { reason = "the handler's own error value" }
+      local ok, err
+      for _ in rounds() do
+        ok, err = pcall(srv.run, srv, 20, function() error(problem) end)
+        if not ok then break end
+      end
+      assert.is_false(ok)
+      assert.equal(problem, err)
+      assert.equal(0, srv:pending())
+      local got = receive(c, "}}")
+      assert.equal("500", got:match("^HTTP/1%.1 (%d+)"))
+      assert.equal("handlerError", cjson.decode(got:match("\r\n\r\n(.*)$")).error.code)
+      -- the server serves on
+      post(c, "{}")
+      assert.is_true(run_until_handled(srv, function(req) srv:respond(req.id, 202) end))
+      assert.equal("202", receive(c, "\r\n\r\n"):match("^HTTP/1%.1 (%d+)"))
+      c:close()
+    end)
+
+    it("lets the handler close its server: it stops when the round is over", function()
+      local srv = assert(core.server { paths = { "/api/calls" } })
+      local waiting = connect(srv) -- a second request, suspended when the server closes
+      post(waiting, "{}")
+      assert.is_true(run_until_handled(srv, function() end))
+      local c = connect(srv)
+      post(c, "{}")
+      local after_close
+      assert.is_true(run_until_handled(srv, function(req)
+        srv:close()
+        after_close = { pcall(srv.respond, srv, req.id, 202) }
+      end))
+      assert.is_false(after_close[1])
+      assert.matches("is closed", after_close[2])
+      assert.equal("graphcall.server: (closed)", tostring(srv))
+      local got, closed = receive(c)
+      assert.equal("", got)
+      assert.is_true(closed)
+      got, closed = receive(waiting)
+      assert.equal("", got)
+      assert.is_true(closed)
+      c:close()
+      waiting:close()
+    end)
+
+    it("lets the handler abort its own request: closed, never answered", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local c = connect(srv)
+      post(c, "{}")
+      assert.is_true(run_until_handled(srv, function(req) srv:abort(req.id) end))
+      assert.equal(0, srv:pending())
+      local got, closed = receive(c, nil, srv)
+      assert.equal("", got)
+      assert.is_true(closed)
+      c:close()
+    end)
+
+    it("does not re-enter libmicrohttpd from a handler: srv:run gives 0, srv:timeout -1", function()
+      local srv <close> = assert(core.server { paths = { "/api/calls" } })
+      local second = connect(srv)
+      post(second, "[2]")
+      local c = connect(srv)
+      post(c, "[1]")
+      local inside, bodies = {}, {}
+      for _ in rounds() do
+        srv:run(20, function(req)
+          bodies[#bodies + 1] = req.body
+          if #bodies == 1 then
+            inside = { srv:run(0), srv:timeout() }
+          end
+          srv:respond(req.id, 202)
+        end)
+        if #bodies == 2 then break end
+      end
+      assert.same({ 0, -1 }, inside)
+      table.sort(bodies)
+      assert.same({ "[1]", "[2]" }, bodies) -- the second was served by the outer rounds
+      c:close()
+      second:close()
+    end)
+
+    it("raises for a handler that is not a function", function()
+      local srv <close> = assert(core.server())
+      assert.has_error(function() srv:run(0, 42) end)
     end)
   end)
 

@@ -1,13 +1,22 @@
 /* graphcall.server: the libmicrohttpd receiver for Graph callbacks.
  *
  * Single-threaded, external polling: MHD runs with MHD_USE_EPOLL and
- * MHD_ALLOW_SUSPEND_RESUME, and only inside srv:run() (and close). Every MHD
- * callback in this file is plain C: it copies what it needs into C memory
- * owned by the request (struct rq) and never touches the lua_State. A
- * complete request is suspended and queued; srv:next() turns it into a Lua
- * table after MHD_run has returned, and srv:respond() stores the response
- * and resumes the connection; MHD then calls the access handler again, which
- * queues the stored response.
+ * MHD_ALLOW_SUSPEND_RESUME, and only inside srv:run() (and close). The MHD
+ * callbacks copy what they need into C memory owned by the request (struct
+ * rq). A complete request goes one of two ways:
+ *  - srv:run(wait, handler): the access handler calls handler(request)
+ *    under lua_pcall, on the lua_State srv:run was called with. An answer
+ *    given before the handler returns is queued there and then: no suspend
+ *    and resume (two epoll_ctl calls) for the usual quick 202. A request
+ *    still unanswered when the handler returns is suspended, as below. No
+ *    Lua error crosses MHD: the first one is raised once MHD_run returns.
+ *  - srv:run() without a handler: the request is suspended and queued, and
+ *    srv:next() turns it into a Lua table after MHD_run has returned.
+ * srv:respond() stores the response; for a suspended request it resumes
+ * the connection, and MHD then calls the access handler again, which
+ * queues the stored response. MHD cannot be re-entered: while it runs
+ * (a handler is running), srv:run() does nothing and srv:close() waits
+ * until MHD_run has returned.
  *
  * Memory: the server (struct server) and its copied options live in the
  * userdata. Each request's state (struct rq) is malloc'd in the URI log
@@ -108,6 +117,12 @@ struct server {
 	struct rqlist queue;        /* complete, not taken (FIFO) */
 	struct rqlist pending;      /* taken, not answered */
 	size_t resumed;             /* answered, response not yet queued */
+	int running;                /* inside MHD_run: it may not be re-entered */
+	int close_deferred;         /* srv:close() from a handler: after MHD_run */
+	int rerun;                  /* a connection was resumed inside MHD_run */
+	lua_State *L;               /* srv:run(wait, handler): where it runs */
+	struct rq *current;         /* the request whose handler is running */
+	lua_Integer handled;        /* requests handed to the handler this run */
 
 	/* options, copied into the userdata after this struct */
 	char host[INET_ADDRSTRLEN];
@@ -563,6 +578,82 @@ static void fill_remote(struct rq *r)
 		          r->remote, sizeof r->remote);
 }
 
+/* srv:run's stack: 1 server, 2 wait, 3 handler, 4 the first error a
+ * handler raised (nil when none). */
+#define RUN_HANDLER 3
+#define RUN_ERROR 4
+
+static void push_request(lua_State *L, struct rq *r);
+
+/* Under lua_pcall: handler(request). 1: the handler, 2: the struct rq. */
+static int call_handler(lua_State *L)
+{
+	struct rq *r = lua_touserdata(L, 2);
+
+	push_request(L, r);
+	/* the body is in the Lua string now */
+	free(r->body);
+	r->body = NULL;
+	r->body_len = r->body_cap = 0;
+	lua_replace(L, 2);
+	lua_call(L, 1, 0);
+	return 0;
+}
+
+/* A complete request in srv:run(wait, handler): run the handler now and
+ * queue its answer if it gave one; suspend the connection if not. */
+static enum MHD_Result run_handler(struct server *s, struct rq *r)
+{
+	lua_State *L = s->L;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	int failed;
+
+	r->phase = RQ_TAKEN;
+	list_push(&s->pending, r);
+	s->current = r;
+	s->handled++;
+	lua_pushcfunction(L, call_handler);
+	lua_pushvalue(L, RUN_HANDLER);
+	lua_pushlightuserdata(L, r);
+	failed = lua_pcall(L, 2, 0, 0) != LUA_OK;
+	if (failed) {
+		if (lua_isnil(L, RUN_ERROR))
+			lua_replace(L, RUN_ERROR);
+		else
+			lua_pop(L, 1);
+	}
+	s->current = NULL;
+	if (r->phase == RQ_TAKEN)
+		list_remove(&s->pending, r);
+	if (s->closing) {  /* the handler closed the server */
+		if (r->response) {
+			MHD_destroy_response(r->response);
+			r->response = NULL;
+		}
+		r->phase = RQ_ABORTED;
+		return MHD_NO;
+	}
+	switch (r->phase) {
+	case RQ_ANSWERED:
+		resp = r->response;
+		r->response = NULL;
+		ret = MHD_queue_response(r->conn, r->status, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	case RQ_TAKEN:
+		if (failed)  /* the handler raised and left it unanswered */
+			return reject(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "handlerError",
+			              "the request handler failed", NULL);
+		/* answered later: wait suspended, as a queued request does */
+		list_push(&s->pending, r);
+		MHD_suspend_connection(r->conn);
+		return MHD_YES;
+	default:  /* aborted by the handler */
+		return MHD_NO;
+	}
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
@@ -608,6 +699,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		return MHD_NO;
 	fill_remote(r);
 	r->id = ++s->next_id;
+	if (s->L)
+		return run_handler(s, r);
 	r->phase = RQ_QUEUED;
 	list_push(&s->queue, r);
 	MHD_suspend_connection(conn);
@@ -657,15 +750,12 @@ static struct server *check_server(lua_State *L)
 	return s;
 }
 
-/* srv:close(): also __gc and __close. Idempotent. Stops the daemon and
- * frees every request still waiting, answering none of them. */
-static int srv_close(lua_State *L)
+/* Stop the daemon and free every request still waiting, answering none
+ * of them. */
+static void shut_down(struct server *s)
 {
-	struct server *s = luaL_checkudata(L, 1, GC_SERVER_MT);
 	struct rq *r;
 
-	if (s->closed)
-		return 0;
 	s->closing = 1;
 	/* No connection may stay suspended through MHD_stop_daemon: resume
 	 * every waiting one marked aborted, so the handler closes it. */
@@ -675,13 +765,33 @@ static int srv_close(lua_State *L)
 		MHD_resume_connection(r->conn);
 	}
 	if (s->d) {
+		s->running = 1;
 		MHD_run(s->d);
+		s->running = 0;
 		MHD_stop_daemon(s->d);
 		s->d = NULL;
 	}
 	while (s->all)
 		rq_free(s->all);
 	s->closed = 1;
+}
+
+/* srv:close(): also __gc and __close. Idempotent. From a handler (inside
+ * MHD_run) the server closes at once for Lua and stops when MHD_run has
+ * returned. */
+static int srv_close(lua_State *L)
+{
+	struct server *s = luaL_checkudata(L, 1, GC_SERVER_MT);
+
+	if (s->closed)
+		return 0;
+	if (s->running) {
+		s->closing = 1;
+		s->closed = 1;
+		s->close_deferred = 1;
+		return 0;
+	}
+	shut_down(s);
 	return 0;
 }
 
@@ -725,11 +835,16 @@ static int srv_timeout(lua_State *L)
 	struct server *s = check_server(L);
 	MHD_UNSIGNED_LONG_LONG t = 0;
 
-	long long ms = expire_requests(s);
+	long long ms;
 
+	if (s->running) {  /* from a handler: the server runs after it */
+		lua_pushinteger(L, -1);
+		return 1;
+	}
+	ms = expire_requests(s);
 	/* libmicrohttpd 0.9.75 neither wakes its epoll fd nor shortens its
 	 * timeout for a resumed connection: run again at once. */
-	if (s->resumed) {
+	if (s->resumed || s->rerun) {
 		lua_pushinteger(L, 0);
 		return 1;
 	}
@@ -743,23 +858,50 @@ static int srv_timeout(lua_State *L)
 	return 1;
 }
 
-/* srv:run([wait_ms]): one round of MHD work, waiting up to wait_ms for
- * activity when wait_ms > 0. Returns the number of complete requests waiting
- * for srv:next(). */
+/* srv:run([wait_ms [, handler]]): one round of MHD work, waiting up to
+ * wait_ms for activity when wait_ms > 0. With a handler, each request that
+ * completes is handed to handler(request) at once (see the top of this
+ * file); without, it waits for srv:next(). Returns the number of requests
+ * handed to the handler plus those waiting for srv:next(); 0 at once when
+ * called from one of this server's handlers. The first error a handler
+ * raised is raised again when MHD_run has returned. */
 static int srv_run(lua_State *L)
 {
 	struct server *s = check_server(L);
 	lua_Integer wait = luaL_optinteger(L, 2, 0);
+	int has_handler = !lua_isnoneornil(L, RUN_HANDLER);
 	enum MHD_Result ok;
 
+	if (has_handler)
+		luaL_checktype(L, RUN_HANDLER, LUA_TFUNCTION);
+	if (s->running) {
+		lua_pushinteger(L, 0);
+		return 1;
+	}
+	lua_settop(L, RUN_HANDLER);
+	lua_pushnil(L);  /* RUN_ERROR */
+	luaL_checkstack(L, 8, WHERE ": run");
+	s->L = has_handler ? L : NULL;
+	s->handled = 0;
+	s->rerun = 0;
+	s->running = 1;
 	if (wait > 0)
 		ok = MHD_run_wait(s->d, wait > INT32_MAX ? INT32_MAX : (int32_t)wait);
 	else
 		ok = MHD_run(s->d);
-	if (ok != MHD_YES)
+	s->running = 0;
+	s->L = NULL;
+	if (s->close_deferred)
+		shut_down(s);
+	else
+		expire_requests(s);
+	if (!lua_isnil(L, RUN_ERROR)) {
+		lua_settop(L, RUN_ERROR);
+		return lua_error(L);
+	}
+	if (ok != MHD_YES && !s->closed)
 		return gc_fail(L, "server", "libmicrohttpd could not run");
-	expire_requests(s);
-	lua_pushinteger(L, (lua_Integer)s->queue.n);
+	lua_pushinteger(L, s->handled + (lua_Integer)s->queue.n);
 	return 1;
 }
 
@@ -795,23 +937,14 @@ static const char *bearer_token(const struct rq *r, size_t *len)
 	return t;
 }
 
-/* srv:next(): the oldest complete request not yet taken, as a table
- * {id, method, path, query, headers, body, remote, token}, or nil; token is
- * set only for a well-formed "Authorization: Bearer <token>" (see
- * bearer_token). */
-static int srv_next(lua_State *L)
+/* A request as the table {id, method, path, query, headers, body, remote,
+ * token}; token is set only for a well-formed "Authorization: Bearer
+ * <token>" (see bearer_token). */
+static void push_request(lua_State *L, struct rq *r)
 {
-	struct server *s = check_server(L);
-	struct rq *r = s->queue.head;
 	const char *token;
 	size_t token_len = 0;
 
-	if (!r) {
-		lua_pushnil(L);
-		return 1;
-	}
-	/* Build the whole table first: if it raises (memory), the request
-	 * stays queued. */
 	lua_createtable(L, 0, 8);
 	lua_pushinteger(L, r->id);
 	lua_setfield(L, -2, "id");
@@ -850,7 +983,22 @@ static int srv_next(lua_State *L)
 		lua_pushlstring(L, token, token_len);
 		lua_setfield(L, -2, "token");
 	}
+}
 
+/* srv:next(): the oldest complete request not yet taken (push_request's
+ * table), or nil. */
+static int srv_next(lua_State *L)
+{
+	struct server *s = check_server(L);
+	struct rq *r = s->queue.head;
+
+	if (!r) {
+		lua_pushnil(L);
+		return 1;
+	}
+	/* Build the whole table first: if it raises (memory), the request
+	 * stays queued. */
+	push_request(L, r);
 	list_remove(&s->queue, r);
 	r->phase = RQ_TAKEN;
 	list_push(&s->pending, r);
@@ -987,8 +1135,10 @@ static int srv_respond(lua_State *L)
 	r->phase = RQ_ANSWERED;
 	r->response = resp;
 	r->status = (unsigned int)status;
-	s->resumed++;
-	MHD_resume_connection(r->conn);
+	if (r != s->current) {  /* suspended: the resumed access handler queues it */
+		s->resumed++;
+		MHD_resume_connection(r->conn);
+	}
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -1002,8 +1152,14 @@ static int srv_abort(lua_State *L)
 
 	list_remove(&s->pending, r);
 	r->phase = RQ_ABORTED;
+	if (r == s->current)  /* its handler is running: closed when it returns */
+		return 0;
 	MHD_resume_connection(r->conn);
-	MHD_run(s->d); /* close it now: a resumed connection does not wake the loop */
+	/* close it now: a resumed connection does not wake the loop */
+	if (s->running)
+		s->rerun = 1;
+	else
+		MHD_run(s->d);
 	return 0;
 }
 

@@ -3,9 +3,12 @@
 -- what became ready: finished requests, received HTTP requests, due timers.
 --
 -- Everything a bot does runs from here, so a handler may itself send
--- requests (`client:call` inside a notification handler runs a nested step)
--- without deadlock. Callbacks run under `xpcall`; an error goes to the
--- loop's error hook with its traceback and never stops the loop.
+-- requests and wait (`client:call` inside a notification handler) without
+-- deadlock: a server's handler runs in a coroutine, and a wait inside it
+-- yields back to the loop, which resumes it after every step until the
+-- wait is over; other waits run nested steps. Callbacks run under
+-- `xpcall`; an error goes to the loop's error hook with its traceback and
+-- never stops the loop.
 -- @module graphcall.loop
 local core = require "graphcall.core"
 
@@ -59,7 +62,9 @@ function M.new(opts)
     on_error = opts.on_error,
     errors = {},
     callbacks = {},      -- transfer id -> function(result)
-    servers = {},        -- list of { server =, handler = }
+    servers = {},        -- list of { server =, dispatch = }
+    parked = {},         -- list of { co =, at = }: server handlers in a wait
+    handlers = setmetatable({}, { __mode = "k" }), -- the server handlers' coroutines
     timers = {},         -- list of { at =, seq =, fn = }, unordered (few timers)
     seq = 0,             -- creation order of timers: ties fire first come, first served
     stopped = false,
@@ -105,10 +110,35 @@ function Loop:request(req, callback)
   return id
 end
 
+-- Run coroutine `co` (a server handler) until it ends or waits again.
+local function resume(self, co, ...)
+  local ok, at = coroutine.resume(co, ...)
+  if not ok then
+    self:report(at, debug.traceback(co, tostring(at)))
+  elseif coroutine.status(co) == "suspended" then
+    self.parked[#self.parked + 1] = { co = co, at = at }
+  end
+end
+
 --- Serve `server`; `handler(request)` runs for each complete request and
 -- must answer it (`server:respond`). A handler error answers 500.
 function Loop:add_server(server, handler)
-  self.servers[#self.servers + 1] = { server = server, handler = handler }
+  local entry = { server = server }
+  local function run(req)
+    if not self:protect(handler, req) and not entry.removed then
+      pcall(server.respond, server, req.id, 500, '{"error":{"code":"handlerError"}}',
+        { ["content-type"] = "application/json" })
+    end
+  end
+  -- Runs inside server:run, so that a quick answer goes out at once: an
+  -- answer given later makes libmicrohttpd suspend and resume the
+  -- connection (two more system calls).
+  entry.dispatch = function(req)
+    local co = coroutine.create(run)
+    self.handlers[co] = true
+    resume(self, co, req)
+  end
+  self.servers[#self.servers + 1] = entry
 end
 
 function Loop:remove_server(server)
@@ -155,23 +185,20 @@ function Loop:wait_ms(limit)
     local st = s.server:timeout()
     if st >= 0 then ms = math.min(ms, st) end
   end
+  for _, p in ipairs(self.parked) do
+    if p.at then ms = math.min(ms, math.max(0, math.floor((p.at - now) * 1000 + 0.5))) end
+  end
   local ct = self.http:timeout()
   if ct >= 0 and self.http:pending() > 0 then ms = math.min(ms, math.max(ct, 1)) end
   return ms
 end
 
-local function serve(self, entry)
-  local server, served = entry.server, 0
-  if entry.removed then return 0 end
-  server:run()
-  while not entry.removed do
-    local req = server:next()
-    if not req then break end
-    served = served + 1
-    local ok = self:protect(entry.handler, req)
-    if not ok and not entry.removed then pcall(server.respond, server, req.id, 500, '{"error":{"code":"handlerError"}}',
-      { ["content-type"] = "application/json" }) end
-  end
+local function serve(entry)
+  if entry.removed or entry.serving then return 0 end
+  entry.serving = true -- a handler's own waits must not run this server
+  local ok, served = pcall(entry.server.run, entry.server, 0, entry.dispatch)
+  entry.serving = false
+  if not ok then error(served, 0) end
   return served
 end
 
@@ -195,7 +222,9 @@ function Loop:step(timeout)
   local fds
   if #servers > 0 then
     fds = {}
-    for i, s in ipairs(servers) do fds[i] = s.server:fd() end
+    for _, s in ipairs(servers) do
+      if not s.serving then fds[#fds + 1] = s.server:fd() end
+    end
   end
   local results = self.http:poll(self:wait_ms(timeout or 0), fds)
   local did = #results > 0
@@ -209,7 +238,7 @@ function Loop:step(timeout)
   -- servers (a copy: a handler may add or remove one)
   if #self.servers > 0 then
     for _, entry in ipairs({ table.unpack(self.servers) }) do
-      if serve(self, entry) > 0 then did = true end
+      if serve(entry) > 0 then did = true end
     end
   end
   -- due timers one at a time, so one may still cancel another
@@ -219,6 +248,12 @@ function Loop:step(timeout)
     if not t then break end
     did = true
     self:protect(t.fn)
+  end
+  -- server handlers in a wait look again (those still waiting park again)
+  if #self.parked > 0 then
+    local parked = self.parked
+    self.parked = {}
+    for _, p in ipairs(parked) do resume(self, p.co) end
   end
   return did
 end
@@ -247,6 +282,14 @@ function Loop:wait(done, timeout)
   local deadline = timeout and self.clock() + timeout
   -- also bounded in real time, should an injected clock stand still
   local real_deadline = timeout and core.monotonic() + timeout
+  if self.handlers[coroutine.running()] and coroutine.isyieldable() then
+    -- a server's handler: back to the loop, which resumes it after each step
+    while not done() do
+      if deadline and (self.clock() >= deadline or core.monotonic() >= real_deadline) then return false end
+      coroutine.yield(deadline)
+    end
+    return true
+  end
   while not done() do
     local now = self.clock()
     if deadline and (now >= deadline or core.monotonic() >= real_deadline) then return false end
@@ -257,7 +300,7 @@ end
 
 function Loop:close()
   self.http:close()
-  self.servers, self.timers, self.callbacks = {}, {}, {}
+  self.servers, self.timers, self.callbacks, self.parked = {}, {}, {}, {}
 end
 
 M.Loop = Loop
