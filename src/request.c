@@ -73,6 +73,25 @@ static const char *path_printf(char *buf, const char *fmt, ...)
 	return buf;
 }
 
+/* "name[i]" for the element i of a list the spec names (a field path for
+ * error messages, formatted for every element: no printf). */
+static const char *indexed(char *buf, const char *name, lua_Integer i)
+{
+	char digits[24];
+	size_t n = strlen(name), d = 0;
+
+	do
+		digits[d++] = (char)('0' + i % 10);
+	while ((i /= 10) > 0);
+	memcpy(buf, name, n);           /* names are the builder's own, short */
+	buf[n++] = '[';
+	while (d > 0)
+		buf[n++] = digits[--d];
+	buf[n++] = ']';
+	buf[n] = '\0';
+	return buf;
+}
+
 /* "where.key", or "key" at the top level. */
 static const char *field(char *buf, const char *where, const char *key)
 {
@@ -83,12 +102,16 @@ static const char *field(char *buf, const char *where, const char *key)
 /* Can s travel in a Graph body or a header? (check_text says why not.) */
 static int text_ok(const char *s, size_t len)
 {
+	unsigned char high = 0;
 	size_t bad;
 
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 && c != '\t')
 			return 0;
-	return gc_utf8_valid(s, len, &bad);
+		high |= c;
+	}
+	return high < 0x80 || gc_utf8_valid(s, len, &bad); /* ASCII is UTF-8 */
 }
 
 /* Reject strings that cannot travel in a Graph body or a header. */
@@ -328,22 +351,28 @@ static void buffer_give_back(builder *b)
 	}
 }
 
-/* Room for n more bytes. */
-static char *reserve(builder *b, size_t n)
+/* A buffer with room for n more bytes replaces the full one. */
+static void grow(builder *b, size_t n)
 {
-	if (n > b->cap - b->len) {
-		size_t cap = b->cap * 2;
-		char *p;
-		if (n > (size_t)-1 / 2 - b->len)
-			luaL_error(b->L, "request body too large");
-		while (cap < b->len + n)
-			cap *= 2;
-		p = lua_newuserdatauv(b->L, cap, 0);
-		memcpy(p, b->p, b->len);
-		lua_replace(b->L, b->buf);
-		b->p = p;
-		b->cap = cap;
-	}
+	size_t cap = b->cap * 2;
+	char *p;
+
+	if (n > (size_t)-1 / 2 - b->len)
+		luaL_error(b->L, "request body too large");
+	while (cap < b->len + n)
+		cap *= 2;
+	p = lua_newuserdatauv(b->L, cap, 0);
+	memcpy(p, b->p, b->len);
+	lua_replace(b->L, b->buf);
+	b->p = p;
+	b->cap = cap;
+}
+
+/* Room for n more bytes. */
+static inline char *reserve(builder *b, size_t n)
+{
+	if (n > b->cap - b->len)
+		grow(b, n);
 	return b->p + b->len;
 }
 
@@ -359,24 +388,33 @@ static void put_char(builder *b, char c)
 	b->len++;
 }
 
+/* Bytes a JSON string cannot hold as they are: control characters, the
+ * quote and the backslash. */
+static const unsigned char escaped[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	['"'] = 1, ['\\'] = 1,
+};
+
 /* s as a JSON string. Everything written was checked to be UTF-8 text, so
  * only the quote, the backslash and control characters (tab; others for
- * safety) are escaped; runs of other bytes are copied. */
+ * safety) are escaped; runs of other bytes are copied whole. */
 static void put_string(builder *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t run = 0;
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, run;
 
 	put_char(b, '"');
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+	for (;;) {
 		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
 		size_t n = 2;
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
+		for (run = i; i < len && !escaped[u[i]]; i++)
+			;
 		put(b, s + run, i - run);
-		run = i + 1;
-		switch (c) {
+		if (i == len)
+			break;
+		switch (u[i]) {
 		case '"': esc[1] = '"'; break;
 		case '\\': esc[1] = '\\'; break;
 		case '\t': esc[1] = 't'; break;
@@ -384,13 +422,13 @@ static void put_string(builder *b, const char *s, size_t len)
 		case '\r': esc[1] = 'r'; break;
 		default:
 			esc[1] = 'u';
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
+			esc[4] = hex[u[i] >> 4];
+			esc[5] = hex[u[i] & 15];
 			n = 6;
 		}
 		put(b, esc, n);
+		i++;
 	}
-	put(b, s + run, len - run);
 	put_char(b, '"');
 }
 
@@ -640,7 +678,7 @@ static lua_Integer build_targets(builder *b)
 		luaL_error(L, "targets: expected an array of identities");
 	out_begin(b, "targets", 1);
 	for (lua_Integer i = 1; i <= n; i++) {
-		path_printf(where, "targets[%d]", (int)i);
+		indexed(where, "targets", i);
 		if (lua_rawgeti(L, t, i) != LUA_TTABLE)
 			luaL_error(L, "%s: expected table, got %s", where, luaL_typename(L, -1));
 		out_target(b, lua_gettop(L), where);
@@ -721,7 +759,7 @@ static void build_prompts(builder *b, int media)
 	for (lua_Integer i = 1; i <= n; i++) {
 		int p;
 		const char *uri;
-		path_printf(where, "media.prompts[%d]", (int)i);
+		indexed(where, "media.prompts", i);
 		if (lua_rawgeti(L, t, i) != LUA_TTABLE)
 			luaL_error(L, "%s: expected table, got %s", where, luaL_typename(L, -1));
 		p = lua_gettop(L);
