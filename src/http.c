@@ -367,12 +367,20 @@ static int http_submit(lua_State *L)
 		lua_pushnil(L);
 		while (lua_next(L, 5)) {
 			char line[1024];
-			struct curl_slist *more;
-			int n = snprintf(line, sizeof line, "%s: %s", lua_tostring(L, -2),
-			                 lua_tostring(L, -1));
+			struct curl_slist *more = NULL;
+			size_t nlen, vlen;
+			const char *name = lua_tolstring(L, -2, &nlen);
+			const char *value = lua_tolstring(L, -1, &vlen);
+			/* "name: value" (snprintf was a tenth of submit) */
+			int fits = nlen + vlen + 3 <= sizeof line;
+			if (fits) {
+				memcpy(line, name, nlen);
+				memcpy(line + nlen, ": ", 2);
+				memcpy(line + nlen + 2, value, vlen);
+				line[nlen + 2 + vlen] = '\0';
+			}
 			lua_pop(L, 1);
-			if (n < 0 || (size_t)n >= sizeof line ||
-			    !(more = curl_slist_append(t->headers, line))) {
+			if (!fits || !(more = curl_slist_append(t->headers, line))) {
 				lua_pop(L, 1);
 				transfer_free(h, t);
 				return luaL_error(L, "graphcall.http: header too long (over 1023 bytes)");
