@@ -21,10 +21,24 @@
 #define MAX_HEADER_BYTES (64 * 1024)
 #define EASY_POOL 64
 #define MAX_EXTRA_FDS 16
+#define URL_CACHE 8
+
+/* A URL parsed by libcurl's URL API. libcurl parses a CURLOPT_URL string
+ * again for every transfer (a twentieth of a create request); given a
+ * parsed handle (CURLOPT_CURLU, which it only reads) it does not. A bot's
+ * URLs repeat (every create goes to one), so gc_http keeps the last few,
+ * each shared by the transfers in flight that use it. */
+typedef struct {
+	char *url;
+	CURLU *u;
+	int users;                  /* transfers holding u */
+	unsigned long used;         /* when last taken: the least recent goes first */
+} parsed_url;
 
 typedef struct transfer {
 	CURL *easy;
 	struct curl_slist *headers;
+	parsed_url *url;            /* NULL: libcurl parses the URL string */
 	char *body;
 	size_t len, cap, max;
 	size_t header_lines, header_bytes;
@@ -51,6 +65,8 @@ typedef struct {
 	long connect_timeout_ms, timeout_ms;
 	size_t max_response;
 	lua_Integer next_id;
+	parsed_url urls[URL_CACHE];
+	unsigned long url_clock;
 	int closed;
 } gc_http;
 
@@ -84,9 +100,13 @@ static void list_remove(list *l, transfer *t)
  * keeps the options every request shares (new_easy); submit sets the rest. */
 static void transfer_free(gc_http *h, transfer *t)
 {
+	if (t->url)
+		t->url->users--;
 	if (t->easy) {
 		if (h->pooled < EASY_POOL) {
-			curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL); /* freed below */
+			/* freed below, or by the URL cache once no transfer holds it */
+			curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+			curl_easy_setopt(t->easy, CURLOPT_CURLU, NULL);
 			h->pool[h->pooled++] = t->easy;
 		} else {
 			curl_easy_cleanup(t->easy);
@@ -95,6 +115,43 @@ static void transfer_free(gc_http *h, transfer *t)
 	curl_slist_free_all(t->headers);
 	free(t->body);
 	free(t);
+}
+
+/* The parsed form of url, from the cache or parsed now into the entry no
+ * transfer holds that was used least recently; NULL when every entry is
+ * held, or libcurl cannot parse url with the flags it parses CURLOPT_URL
+ * with (then the transfer gives it the string, and reports its error). */
+static parsed_url *parsed(gc_http *h, const char *url)
+{
+	parsed_url *e = NULL;
+	CURLU *u;
+	char *copy;
+
+	for (int i = 0; i < URL_CACHE; i++) {
+		parsed_url *c = &h->urls[i];
+		if (c->url && strcmp(c->url, url) == 0) {
+			c->used = ++h->url_clock;
+			return c;
+		}
+		if (c->users == 0 && (!e || c->used < e->used))
+			e = c;
+	}
+	if (!e)
+		return NULL;
+	u = curl_url();
+	copy = strdup(url);
+	if (!u || !copy || curl_url_set(u, CURLUPART_URL, url,
+	                                CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		free(copy);
+		return NULL;
+	}
+	curl_url_cleanup(e->u);
+	free(e->url);
+	e->u = u;
+	e->url = copy;
+	e->used = ++h->url_clock;
+	return e;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -261,6 +318,12 @@ static int http_close(lua_State *L)
 	}
 	while (h->pooled > 0)
 		curl_easy_cleanup(h->pool[--h->pooled]);
+	for (int i = 0; i < URL_CACHE; i++) {
+		curl_url_cleanup(h->urls[i].u);
+		free(h->urls[i].url);
+		h->urls[i].u = NULL;
+		h->urls[i].url = NULL;
+	}
 	curl_multi_cleanup(h->multi);
 	h->multi = NULL;
 	return 0;
@@ -389,7 +452,12 @@ static int http_submit(lua_State *L)
 		}
 	}
 
+	/* The string too: libcurl reports it (CURLINFO_EFFECTIVE_URL) and
+	 * does not have to make it again from the parsed handle. */
+	if ((t->url = parsed(h, url)))
+		t->url->users++;
 	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_CURLU, t->url ? t->url->u : NULL);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
