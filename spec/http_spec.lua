@@ -2,7 +2,9 @@
 -- CURLOPT_CURLU) and shares each among the transfers in flight that use
 -- it. Every request must still reach its own URL, whether its URL was kept,
 -- parsed now, or (every kept one in use) given to libcurl as a string; and a
--- URL libcurl cannot parse gets libcurl's own verdict, as before.
+-- URL libcurl cannot parse gets libcurl's own verdict, as before. A result
+-- can carry only the response headers a request names (read_headers), with
+-- the values the table of all of them has.
 local graphcall = require "graphcall"
 local core = require "graphcall.core"
 
@@ -70,5 +72,38 @@ describe("core.http URLs", function()
     assert.same({ 200, "GET /no-scheme?" }, { results[2].status, results[2].body })
     assert.same({ 200, "GET /fine?" }, { results[3].status, results[3].body })
     close()
+  end)
+
+  it("read_headers gives the values all headers give, for the names asked, in any case, repeated", function()
+    local server = assert(core.server { port = 0 })
+    local loop = graphcall.new_loop { timeout = 5 }
+    local url = ("http://127.0.0.1:%d/h"):format(server:port())
+    -- "X-Rep" and "x-rep" are one name twice: the table of all keeps the last sent
+    local headers = { Location = "https://graph/x", ["Request-Id"] = "r-1", ["X-Rep"] = "first",
+                      ["x-rep"] = "second", ["retry-after"] = "7", Other = "o" }
+    loop:add_server(server, function(req) server:respond(req.id, 201, "{}", headers) end)
+    local function fetch(read)
+      local result
+      loop:request({ method = "POST", url = url, body = "{}", read_headers = read }, function(r) result = r end)
+      assert.is_true(loop:run_until(function() return result end, 5))
+      return result
+    end
+    local all = fetch(nil).headers
+    assert.equal("o", all.other)
+    assert.is_truthy(all["x-rep"] == "first" or all["x-rep"] == "second")
+    local names = { "location", "request-id", "x-rep", "retry-after", "missing" }
+    local some = fetch(names)
+    assert.equal(201, some.status)
+    assert.same({ location = all.location, ["request-id"] = all["request-id"], ["x-rep"] = all["x-rep"],
+                  ["retry-after"] = "7" }, some.headers)
+    assert.equal("https://graph/x", some.headers.location)
+    for _, bad in ipairs { {}, { "Location" }, { "a b" }, { 1 }, "location", { ("x"):rep(128) } } do
+      assert.has_error(function() loop:request({ method = "GET", url = url, read_headers = bad }, print) end)
+    end
+    local many = {}
+    for i = 1, 17 do many[i] = "h" .. i end
+    assert.has_error(function() loop:request({ method = "GET", url = url, read_headers = many }, print) end)
+    loop:close()
+    server:close()
   end)
 end)

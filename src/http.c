@@ -22,6 +22,8 @@
 #define EASY_POOL 64
 #define MAX_EXTRA_FDS 16
 #define URL_CACHE 8
+#define READ_HEADERS_MAX 16
+#define HEADER_NAME_MAX 127
 
 /* A URL parsed by libcurl's URL API. libcurl parses a CURLOPT_URL string
  * again for every transfer (a twentieth of a create request); given a
@@ -39,6 +41,7 @@ typedef struct transfer {
 	CURL *easy;
 	struct curl_slist *headers;
 	parsed_url *url;            /* NULL: libcurl parses the URL string */
+	char *read;                 /* names of the headers to read, "a\0b\0\0"; NULL: all */
 	char *body;
 	size_t len, cap, max;
 	size_t header_lines, header_bytes;
@@ -113,6 +116,7 @@ static void transfer_free(gc_http *h, transfer *t)
 		}
 	}
 	curl_slist_free_all(t->headers);
+	free(t->read);
 	free(t->body);
 	free(t);
 }
@@ -363,12 +367,46 @@ static void check_header_text(lua_State *L, int idx, const char *what)
 			luaL_error(L, "graphcall.http: header %s contains a control character", what);
 }
 
-/* h:submit{ method=, url=, headers={name=value}, body=?, create=?, urgent=? } -> id
+/* The names of read_headers (the table at idx) as "a\0b\0\0" in buf, which
+ * has room for READ_HEADERS_MAX names; raises unless they are lower-case
+ * header names. */
+static size_t read_names(lua_State *L, int idx, char *buf)
+{
+	size_t at = 0, n = lua_rawlen(L, idx);
+
+	luaL_argcheck(L, n >= 1 && n <= READ_HEADERS_MAX, 2,
+	              "read_headers must list 1 to 16 header names");
+	for (size_t i = 1; i <= n; i++) {
+		size_t len;
+		const char *name;
+		int ok = lua_rawgeti(L, idx, (lua_Integer)i) == LUA_TSTRING;
+		name = lua_tolstring(L, -1, &len);
+		ok = ok && len >= 1 && len <= HEADER_NAME_MAX;
+		for (size_t k = 0; ok && k < len; k++)
+			ok = (name[k] >= 'a' && name[k] <= 'z') || (name[k] >= '0' && name[k] <= '9') ||
+			     name[k] == '-' || name[k] == '_';
+		luaL_argcheck(L, ok, 2, "read_headers must list lower-case header names");
+		memcpy(buf + at, name, len + 1);
+		at += len + 1;
+		lua_pop(L, 1);
+	}
+	buf[at++] = '\0';
+	return at;
+}
+
+/* h:submit{ method=, url=, headers={name=value}, body=?, create=?, urgent=?,
+ *           read_headers=? } -> id
  * urgent: start at once, outside the bound on requests in flight (key and
- * token fetches that other requests wait for must not queue behind them). */
+ * token fetches that other requests wait for must not queue behind them).
+ * read_headers: the lower-case names of the only response headers the
+ * result needs (default: all of them; copying every header out of libcurl
+ * was a tenth of a create request). */
 static int http_submit(lua_State *L)
 {
-	static const char *const keys[] = { "method", "url", "headers", "body", "create", "urgent", NULL };
+	static const char *const keys[] = { "method", "url", "headers", "body", "create", "urgent",
+	                                    "read_headers", NULL };
+	char names[READ_HEADERS_MAX * (HEADER_NAME_MAX + 1) + 1];
+	size_t names_len = 0;
 	gc_http *h = check_http(L);
 	const char *method, *url, *body = NULL;
 	size_t body_len = 0;
@@ -407,6 +445,10 @@ static int http_submit(lua_State *L)
 	lua_getiuservalue(L, 1, 1);         /* ca_file or nil, at index 8 */
 	lua_getfield(L, 2, "urgent");       /* at index 9 */
 	urgent = lua_toboolean(L, 9);
+	if (lua_getfield(L, 2, "read_headers") != LUA_TNIL) { /* at index 10 */
+		luaL_argcheck(L, lua_type(L, 10) == LUA_TTABLE, 2, "read_headers must be a list of names");
+		names_len = read_names(L, 10, names);
+	}
 
 	/* From here on nothing raises until the transfer is queued. */
 	if (!(t = calloc(1, sizeof *t)))
@@ -418,6 +460,12 @@ static int http_submit(lua_State *L)
 		return luaL_error(L, "graphcall.http: out of memory");
 	}
 	t->easy = easy;
+	if (names_len && !(t->read = malloc(names_len))) {
+		transfer_free(h, t);
+		return luaL_error(L, "graphcall.http: out of memory");
+	}
+	if (names_len)
+		memcpy(t->read, names, names_len);
 	t->max = h->max_response;
 	t->create = create;
 	t->id = ++h->next_id;
@@ -541,8 +589,18 @@ static void push_result(lua_State *L, transfer *t)
 		lua_pushinteger(L, status);
 		lua_setfield(L, -2, "status");
 	}
-	lua_createtable(L, 0, 8);
-	while ((hdr = curl_easy_nextheader(t->easy, CURLH_HEADER, -1, prev))) {
+	lua_createtable(L, 0, 16);
+	/* the last of each name, as a table of all of them keeps it */
+	for (const char *name = t->read; name && *name; name += strlen(name) + 1) {
+		if (curl_easy_header(t->easy, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK)
+			continue;
+		if (hdr->amount > 1 &&
+		    curl_easy_header(t->easy, name, hdr->amount - 1, CURLH_HEADER, -1, &hdr) != CURLHE_OK)
+			continue;
+		lua_pushstring(L, hdr->value);
+		lua_setfield(L, -2, name);
+	}
+	while (!t->read && (hdr = curl_easy_nextheader(t->easy, CURLH_HEADER, -1, prev))) {
 		size_t n = strlen(hdr->name);
 		char lower[128];
 		if (n < sizeof lower) {
