@@ -443,9 +443,14 @@ static void member(builder *b, const char *key)
 	if (b->out == OUT_JSON) {
 		if (f->n > 0)
 			put_char(b, ',');
-		if (key) {
-			put_string(b, key, strlen(key));
-			put_char(b, ':');
+		if (key) {          /* the builder's own names: nothing to escape */
+			size_t len = strlen(key);
+			char *o = reserve(b, len + 3);
+			o[0] = '"';
+			memcpy(o + 1, key, len);
+			o[len + 1] = '"';
+			o[len + 2] = ':';
+			b->len += len + 3;
 		}
 	}
 	f->n++;
