@@ -589,7 +589,7 @@ static void push_result(lua_State *L, transfer *t)
 		lua_pushinteger(L, status);
 		lua_setfield(L, -2, "status");
 	}
-	lua_createtable(L, 0, 16);
+	lua_createtable(L, 0, t->read ? 4 : 16);
 	/* the last of each name, as a table of all of them keeps it */
 	for (const char *name = t->read; name && *name; name += strlen(name) + 1) {
 		if (curl_easy_header(t->easy, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK)
