@@ -49,6 +49,22 @@ describe("call objects", function()
     assert.equal("terminated", call.state)
   end)
 
+  it("a call without handlers takes notifications, and handlers added later see the next ones", function()
+    local c = client()
+    local call = tracked(c, "c9")
+    -- its handlers, fingerprints and operations are made on first use
+    assert.same({}, { rawget(call, "handlers"), rawget(call, "seen"), rawget(call, "operations") })
+    c:dispatch(state("c9", "established", 'W/"1"'))
+    c:dispatch(state("c9", "established", 'W/"1"'))
+    assert.equal("established", call.state)
+    assert.equal(1, #rawget(call, "seen_order")) -- the repeat was recognised
+    local seen = {}
+    call:on("state", function(_, s) seen[#seen + 1] = s end)
+    c:dispatch(state("c9", "terminated", 'W/"2"'))
+    assert.same({ "terminated" }, seen)
+    assert.matches("call:on%(event, fn%)", select(2, pcall(call.on, call, 1)))
+  end)
+
   it("same content without an etag is a repeat too; different content is not", function()
     local c = client()
     local call = tracked(c, "c2")

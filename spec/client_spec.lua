@@ -329,6 +329,7 @@ describe("faults, each with its error kind", function()
       assert.is_nil(none)
       assert.same({ "bad_response", 201 }, { err.kind, err.status })
       assert.equal(message, err.message:sub(1, #message))
+      assert.matches(UUID4, err.request_id) -- from the request-id header (read_headers)
     end
     w.close()
   end)

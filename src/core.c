@@ -49,6 +49,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	static int curl_ready;
 	static const luaL_Reg funcs[] = {
 		{ "build_request", gc_l_build_request },
+		{ "build_body", gc_l_build_body },
 		{ "check_url", gc_l_check_url },
 		{ "calls_path", gc_l_calls_path },
 		{ "build_parts", gc_l_build_parts },

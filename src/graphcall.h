@@ -85,6 +85,7 @@ void gc_open_server(lua_State *L);
 void gc_open_jwt(lua_State *L);
 
 int gc_l_build_request(lua_State *L);
+int gc_l_build_body(lua_State *L);
 int gc_l_check_url(lua_State *L);
 int gc_l_calls_path(lua_State *L);
 int gc_l_build_parts(lua_State *L);

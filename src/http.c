@@ -21,10 +21,27 @@
 #define MAX_HEADER_BYTES (64 * 1024)
 #define EASY_POOL 64
 #define MAX_EXTRA_FDS 16
+#define URL_CACHE 8
+#define READ_HEADERS_MAX 16
+#define HEADER_NAME_MAX 127
+
+/* A URL parsed by libcurl's URL API. libcurl parses a CURLOPT_URL string
+ * again for every transfer (a twentieth of a create request); given a
+ * parsed handle (CURLOPT_CURLU, which it only reads) it does not. A bot's
+ * URLs repeat (every create goes to one), so gc_http keeps the last few,
+ * each shared by the transfers in flight that use it. */
+typedef struct {
+	char *url;
+	CURLU *u;
+	int users;                  /* transfers holding u */
+	unsigned long used;         /* when last taken: the least recent goes first */
+} parsed_url;
 
 typedef struct transfer {
 	CURL *easy;
 	struct curl_slist *headers;
+	parsed_url *url;            /* NULL: libcurl parses the URL string */
+	char *read;                 /* names of the headers to read, "a\0b\0\0"; NULL: all */
 	char *body;
 	size_t len, cap, max;
 	size_t header_lines, header_bytes;
@@ -51,6 +68,8 @@ typedef struct {
 	long connect_timeout_ms, timeout_ms;
 	size_t max_response;
 	lua_Integer next_id;
+	parsed_url urls[URL_CACHE];
+	unsigned long url_clock;
 	int closed;
 } gc_http;
 
@@ -84,17 +103,59 @@ static void list_remove(list *l, transfer *t)
  * keeps the options every request shares (new_easy); submit sets the rest. */
 static void transfer_free(gc_http *h, transfer *t)
 {
+	if (t->url)
+		t->url->users--;
 	if (t->easy) {
 		if (h->pooled < EASY_POOL) {
-			curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL); /* freed below */
+			/* freed below, or by the URL cache once no transfer holds it */
+			curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+			curl_easy_setopt(t->easy, CURLOPT_CURLU, NULL);
 			h->pool[h->pooled++] = t->easy;
 		} else {
 			curl_easy_cleanup(t->easy);
 		}
 	}
 	curl_slist_free_all(t->headers);
+	free(t->read);
 	free(t->body);
 	free(t);
+}
+
+/* The parsed form of url, from the cache or parsed now into the entry no
+ * transfer holds that was used least recently; NULL when every entry is
+ * held, or libcurl cannot parse url with the flags it parses CURLOPT_URL
+ * with (then the transfer gives it the string, and reports its error). */
+static parsed_url *parsed(gc_http *h, const char *url)
+{
+	parsed_url *e = NULL;
+	CURLU *u;
+	char *copy;
+
+	for (int i = 0; i < URL_CACHE; i++) {
+		parsed_url *c = &h->urls[i];
+		if (c->url && strcmp(c->url, url) == 0) {
+			c->used = ++h->url_clock;
+			return c;
+		}
+		if (c->users == 0 && (!e || c->used < e->used))
+			e = c;
+	}
+	if (!e)
+		return NULL;
+	u = curl_url();
+	copy = strdup(url);
+	if (!u || !copy || curl_url_set(u, CURLUPART_URL, url,
+	                                CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		free(copy);
+		return NULL;
+	}
+	curl_url_cleanup(e->u);
+	free(e->url);
+	e->u = u;
+	e->url = copy;
+	e->used = ++h->url_clock;
+	return e;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -261,6 +322,12 @@ static int http_close(lua_State *L)
 	}
 	while (h->pooled > 0)
 		curl_easy_cleanup(h->pool[--h->pooled]);
+	for (int i = 0; i < URL_CACHE; i++) {
+		curl_url_cleanup(h->urls[i].u);
+		free(h->urls[i].url);
+		h->urls[i].u = NULL;
+		h->urls[i].url = NULL;
+	}
 	curl_multi_cleanup(h->multi);
 	h->multi = NULL;
 	return 0;
@@ -300,12 +367,46 @@ static void check_header_text(lua_State *L, int idx, const char *what)
 			luaL_error(L, "graphcall.http: header %s contains a control character", what);
 }
 
-/* h:submit{ method=, url=, headers={name=value}, body=?, create=?, urgent=? } -> id
+/* The names of read_headers (the table at idx) as "a\0b\0\0" in buf, which
+ * has room for READ_HEADERS_MAX names; raises unless they are lower-case
+ * header names. */
+static size_t read_names(lua_State *L, int idx, char *buf)
+{
+	size_t at = 0, n = lua_rawlen(L, idx);
+
+	luaL_argcheck(L, n >= 1 && n <= READ_HEADERS_MAX, 2,
+	              "read_headers must list 1 to 16 header names");
+	for (size_t i = 1; i <= n; i++) {
+		size_t len;
+		const char *name;
+		int ok = lua_rawgeti(L, idx, (lua_Integer)i) == LUA_TSTRING;
+		name = lua_tolstring(L, -1, &len);
+		ok = ok && len >= 1 && len <= HEADER_NAME_MAX;
+		for (size_t k = 0; ok && k < len; k++)
+			ok = (name[k] >= 'a' && name[k] <= 'z') || (name[k] >= '0' && name[k] <= '9') ||
+			     name[k] == '-' || name[k] == '_';
+		luaL_argcheck(L, ok, 2, "read_headers must list lower-case header names");
+		memcpy(buf + at, name, len + 1);
+		at += len + 1;
+		lua_pop(L, 1);
+	}
+	buf[at++] = '\0';
+	return at;
+}
+
+/* h:submit{ method=, url=, headers={name=value}, body=?, create=?, urgent=?,
+ *           read_headers=? } -> id
  * urgent: start at once, outside the bound on requests in flight (key and
- * token fetches that other requests wait for must not queue behind them). */
+ * token fetches that other requests wait for must not queue behind them).
+ * read_headers: the lower-case names of the only response headers the
+ * result needs (default: all of them; copying every header out of libcurl
+ * was a tenth of a create request). */
 static int http_submit(lua_State *L)
 {
-	static const char *const keys[] = { "method", "url", "headers", "body", "create", "urgent", NULL };
+	static const char *const keys[] = { "method", "url", "headers", "body", "create", "urgent",
+	                                    "read_headers", NULL };
+	char names[READ_HEADERS_MAX * (HEADER_NAME_MAX + 1) + 1];
+	size_t names_len = 0;
 	gc_http *h = check_http(L);
 	const char *method, *url, *body = NULL;
 	size_t body_len = 0;
@@ -344,6 +445,10 @@ static int http_submit(lua_State *L)
 	lua_getiuservalue(L, 1, 1);         /* ca_file or nil, at index 8 */
 	lua_getfield(L, 2, "urgent");       /* at index 9 */
 	urgent = lua_toboolean(L, 9);
+	if (lua_getfield(L, 2, "read_headers") != LUA_TNIL) { /* at index 10 */
+		luaL_argcheck(L, lua_type(L, 10) == LUA_TTABLE, 2, "read_headers must be a list of names");
+		names_len = read_names(L, 10, names);
+	}
 
 	/* From here on nothing raises until the transfer is queued. */
 	if (!(t = calloc(1, sizeof *t)))
@@ -355,6 +460,12 @@ static int http_submit(lua_State *L)
 		return luaL_error(L, "graphcall.http: out of memory");
 	}
 	t->easy = easy;
+	if (names_len && !(t->read = malloc(names_len))) {
+		transfer_free(h, t);
+		return luaL_error(L, "graphcall.http: out of memory");
+	}
+	if (names_len)
+		memcpy(t->read, names, names_len);
 	t->max = h->max_response;
 	t->create = create;
 	t->id = ++h->next_id;
@@ -367,12 +478,20 @@ static int http_submit(lua_State *L)
 		lua_pushnil(L);
 		while (lua_next(L, 5)) {
 			char line[1024];
-			struct curl_slist *more;
-			int n = snprintf(line, sizeof line, "%s: %s", lua_tostring(L, -2),
-			                 lua_tostring(L, -1));
+			struct curl_slist *more = NULL;
+			size_t nlen, vlen;
+			const char *name = lua_tolstring(L, -2, &nlen);
+			const char *value = lua_tolstring(L, -1, &vlen);
+			/* "name: value" (snprintf was a tenth of submit) */
+			int fits = nlen + vlen + 3 <= sizeof line;
+			if (fits) {
+				memcpy(line, name, nlen);
+				memcpy(line + nlen, ": ", 2);
+				memcpy(line + nlen + 2, value, vlen);
+				line[nlen + 2 + vlen] = '\0';
+			}
 			lua_pop(L, 1);
-			if (n < 0 || (size_t)n >= sizeof line ||
-			    !(more = curl_slist_append(t->headers, line))) {
+			if (!fits || !(more = curl_slist_append(t->headers, line))) {
 				lua_pop(L, 1);
 				transfer_free(h, t);
 				return luaL_error(L, "graphcall.http: header too long (over 1023 bytes)");
@@ -381,7 +500,12 @@ static int http_submit(lua_State *L)
 		}
 	}
 
+	/* The string too: libcurl reports it (CURLINFO_EFFECTIVE_URL) and
+	 * does not have to make it again from the parsed handle. */
+	if ((t->url = parsed(h, url)))
+		t->url->users++;
 	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_CURLU, t->url ? t->url->u : NULL);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
@@ -465,8 +589,18 @@ static void push_result(lua_State *L, transfer *t)
 		lua_pushinteger(L, status);
 		lua_setfield(L, -2, "status");
 	}
-	lua_createtable(L, 0, 8);
-	while ((hdr = curl_easy_nextheader(t->easy, CURLH_HEADER, -1, prev))) {
+	lua_createtable(L, 0, t->read ? 4 : 16);
+	/* the last of each name, as a table of all of them keeps it */
+	for (const char *name = t->read; name && *name; name += strlen(name) + 1) {
+		if (curl_easy_header(t->easy, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK)
+			continue;
+		if (hdr->amount > 1 &&
+		    curl_easy_header(t->easy, name, hdr->amount - 1, CURLH_HEADER, -1, &hdr) != CURLHE_OK)
+			continue;
+		lua_pushstring(L, hdr->value);
+		lua_setfield(L, -2, name);
+	}
+	while (!t->read && (hdr = curl_easy_nextheader(t->easy, CURLH_HEADER, -1, prev))) {
 		size_t n = strlen(hdr->name);
 		char lower[128];
 		if (n < sizeof lower) {

@@ -3,9 +3,12 @@
  * a Graph `call`.
  *
  * Everything is validated before anything could be sent; a bad spec raises
- * an error that names the field ("targets[2].id: required"). The body is
- * built as a Lua table and encoded by the module's private lua-cjson
- * instance, so no C heap memory is live when an error is raised. */
+ * an error that names the field ("targets[2].id: required"). One builder
+ * writes a body through out_* to one of two outputs: JSON text (a request's
+ * body, written directly: encoding tables with lua-cjson cost a create
+ * request a third of its CPU) or Lua tables (the parts call operations
+ * merge, and the reference the specs compare the text with). Both live in
+ * Lua memory, so no C heap memory is live when an error is raised. */
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -25,13 +28,35 @@ typedef struct {
 	const char *method;
 } gc_request;
 
-/* The spec being built, and where the pieces sit on the Lua stack. */
+/* The builder's outputs. */
+enum { OUT_JSON, OUT_TABLE };
+
+#define NEST_MAX 8   /* deepest body: targets[i].identity.user (5 levels) */
+#define TOP_MAX 16   /* members of a body: extra must not set them again */
+
+typedef struct {
+	const char *key; /* OUT_TABLE: the member name in the parent (NULL: element) */
+	int idx;         /* OUT_TABLE: stack index of the table */
+	int n;           /* members or elements written so far */
+	int array;
+} frame;
+
+/* The spec being built, and where the pieces sit on the Lua stack. Spec
+ * tables pushed while an object is open are popped before it closes, so
+ * an OUT_TABLE object being closed is always at the top. */
 typedef struct {
 	lua_State *L;
 	int config;      /* client config table */
 	int spec;        /* the caller's spec table */
-	int body;        /* the body table being filled */
 	const char *app_id;
+	int out;         /* OUT_JSON or OUT_TABLE */
+	int buf;         /* OUT_JSON: stack index of the buffer userdata */
+	char *p;         /* OUT_JSON: its bytes */
+	size_t len, cap;
+	frame nest[NEST_MAX];
+	int depth;
+	const char *top[TOP_MAX];
+	int ntop;
 } builder;
 
 /* Format a field path for error messages; very deep paths end in "...". */
@@ -48,6 +73,25 @@ static const char *path_printf(char *buf, const char *fmt, ...)
 	return buf;
 }
 
+/* "name[i]" for the element i of a list the spec names (a field path for
+ * error messages, formatted for every element: no printf). */
+static const char *indexed(char *buf, const char *name, lua_Integer i)
+{
+	char digits[24];
+	size_t n = strlen(name), d = 0;
+
+	do
+		digits[d++] = (char)('0' + i % 10);
+	while ((i /= 10) > 0);
+	memcpy(buf, name, n);           /* names are the builder's own, short */
+	buf[n++] = '[';
+	while (d > 0)
+		buf[n++] = digits[--d];
+	buf[n++] = ']';
+	buf[n] = '\0';
+	return buf;
+}
+
 /* "where.key", or "key" at the top level. */
 static const char *field(char *buf, const char *where, const char *key)
 {
@@ -58,12 +102,16 @@ static const char *field(char *buf, const char *where, const char *key)
 /* Can s travel in a Graph body or a header? (check_text says why not.) */
 static int text_ok(const char *s, size_t len)
 {
+	unsigned char high = 0;
 	size_t bad;
 
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 && c != '\t')
 			return 0;
-	return gc_utf8_valid(s, len, &bad);
+		high |= c;
+	}
+	return high < 0x80 || gc_utf8_valid(s, len, &bad); /* ASCII is UTF-8 */
 }
 
 /* Reject strings that cannot travel in a Graph body or a header. */
@@ -152,20 +200,6 @@ static int opt_boolean(lua_State *L, int t, const char *where, const char *key)
 		luaL_error(L, "%s: expected boolean, got %s", field(buf, where, key),
 		           lua_typename(L, type));
 	return v;
-}
-
-static void set_string(lua_State *L, int t, const char *key, const char *v)
-{
-	if (v) {
-		lua_pushstring(L, v);
-		lua_setfield(L, t, key);
-	}
-}
-
-static void set_odata_type(lua_State *L, int t, const char *type)
-{
-	lua_pushstring(L, type);
-	lua_setfield(L, t, "@odata.type");
 }
 
 /* https, or http on loopback (the local emulator); NULL when acceptable,
@@ -281,6 +315,248 @@ int gc_l_check_url(lua_State *L)
 	return 0;
 }
 
+/* --- output: JSON text or Lua tables --------------------------------------- */
+
+/* The JSON output's buffer is a userdata kept in the module state between
+ * requests; it is taken out while in use, so a body built by a finalizer in
+ * the middle of this one gets its own, and an error midway loses it to the
+ * collector. One that grew past BUFFER_KEEP is not kept. */
+#define BUFFER_FIRST 4096
+#define BUFFER_KEEP (64 * 1024)
+
+static const char buffer_key = 'b';
+
+static void buffer_take(builder *b)
+{
+	lua_State *L = b->L;
+
+	if (lua_rawgetp(L, GC_STATE, &buffer_key) == LUA_TUSERDATA) {
+		lua_pushboolean(L, 0);
+		lua_rawsetp(L, GC_STATE, &buffer_key);
+	} else {
+		lua_pop(L, 1);
+		lua_newuserdatauv(L, BUFFER_FIRST, 0);
+	}
+	b->buf = lua_gettop(L);
+	b->p = lua_touserdata(L, -1);
+	b->cap = lua_rawlen(L, -1);
+	b->len = 0;
+}
+
+static void buffer_give_back(builder *b)
+{
+	if (b->cap <= BUFFER_KEEP) {
+		lua_pushvalue(b->L, b->buf);
+		lua_rawsetp(b->L, GC_STATE, &buffer_key);
+	}
+}
+
+/* A buffer with room for n more bytes replaces the full one. */
+static void grow(builder *b, size_t n)
+{
+	size_t cap = b->cap * 2;
+	char *p;
+
+	if (n > (size_t)-1 / 2 - b->len)
+		luaL_error(b->L, "request body too large");
+	while (cap < b->len + n)
+		cap *= 2;
+	p = lua_newuserdatauv(b->L, cap, 0);
+	memcpy(p, b->p, b->len);
+	lua_replace(b->L, b->buf);
+	b->p = p;
+	b->cap = cap;
+}
+
+/* Room for n more bytes. */
+static inline char *reserve(builder *b, size_t n)
+{
+	if (n > b->cap - b->len)
+		grow(b, n);
+	return b->p + b->len;
+}
+
+static void put(builder *b, const char *s, size_t n)
+{
+	memcpy(reserve(b, n), s, n);
+	b->len += n;
+}
+
+static void put_char(builder *b, char c)
+{
+	*reserve(b, 1) = c;
+	b->len++;
+}
+
+/* Bytes a JSON string cannot hold as they are: control characters, the
+ * quote and the backslash. */
+static const unsigned char escaped[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	['"'] = 1, ['\\'] = 1,
+};
+
+/* s as a JSON string. Everything written was checked to be UTF-8 text, so
+ * only the quote, the backslash and control characters (tab; others for
+ * safety) are escaped; runs of other bytes are copied whole. */
+static void put_string(builder *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, run;
+
+	put_char(b, '"');
+	for (;;) {
+		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
+		size_t n = 2;
+		for (run = i; i < len && !escaped[u[i]]; i++)
+			;
+		put(b, s + run, i - run);
+		if (i == len)
+			break;
+		switch (u[i]) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		default:
+			esc[1] = 'u';
+			esc[4] = hex[u[i] >> 4];
+			esc[5] = hex[u[i] & 15];
+			n = 6;
+		}
+		put(b, esc, n);
+		i++;
+	}
+	put_char(b, '"');
+}
+
+/* Start a member (key) or an element (key NULL) of the open object or
+ * array; JSON: its separator and name. */
+static void member(builder *b, const char *key)
+{
+	frame *f = &b->nest[b->depth - 1];
+
+	if (b->depth == 1 && key && b->ntop < TOP_MAX)
+		b->top[b->ntop++] = key;
+	if (b->out == OUT_JSON) {
+		if (f->n > 0)
+			put_char(b, ',');
+		if (key) {          /* the builder's own names: nothing to escape */
+			size_t len = strlen(key);
+			char *o = reserve(b, len + 3);
+			o[0] = '"';
+			memcpy(o + 1, key, len);
+			o[len + 1] = '"';
+			o[len + 2] = ':';
+			b->len += len + 3;
+		}
+	}
+	f->n++;
+}
+
+/* The value at the top of the stack (popped) becomes the new member. */
+static void set_member(builder *b, const char *key)
+{
+	frame *f = &b->nest[b->depth - 1];
+
+	if (f->array)
+		lua_rawseti(b->L, f->idx, f->n);
+	else
+		lua_setfield(b->L, f->idx, key);
+}
+
+/* Open an object or array: the body (first), or a member of the open one. */
+static void out_begin(builder *b, const char *key, int array)
+{
+	frame *f;
+
+	if (b->depth == NEST_MAX)
+		luaL_error(b->L, "graphcall: request nested too deep"); /* never: the builder's own shapes */
+	if (b->depth > 0)
+		member(b, key);
+	f = &b->nest[b->depth++];
+	f->key = key;
+	f->n = 0;
+	f->array = array;
+	if (b->out == OUT_JSON) {
+		put_char(b, array ? '[' : '{');
+	} else {
+		lua_createtable(b->L, array ? 4 : 0, array ? 0 : 4);
+		f->idx = lua_gettop(b->L);
+	}
+}
+
+/* Close the open object or array. OUT_TABLE: the body stays on the stack. */
+static void out_end(builder *b)
+{
+	frame *f = &b->nest[--b->depth];
+
+	if (b->out == OUT_JSON) {
+		put_char(b, f->array ? ']' : '}');
+	} else if (b->depth > 0) {
+		if (lua_gettop(b->L) != f->idx)
+			luaL_error(b->L, "graphcall: request builder stack out of order");
+		set_member(b, f->key);
+	}
+}
+
+/* A string member; nothing when v is NULL (an absent optional field). */
+static void out_string(builder *b, const char *key, const char *v)
+{
+	if (!v)
+		return;
+	member(b, key);
+	if (b->out == OUT_JSON) {
+		put_string(b, v, strlen(v));
+	} else {
+		lua_pushstring(b->L, v);
+		set_member(b, key);
+	}
+}
+
+static void out_boolean(builder *b, const char *key, int v)
+{
+	member(b, key);
+	if (b->out == OUT_JSON) {
+		if (v)
+			put(b, "true", 4);
+		else
+			put(b, "false", 5);
+	} else {
+		lua_pushboolean(b->L, v);
+		set_member(b, key);
+	}
+}
+
+/* A member of the body from spec.extra: the key and the checked value at
+ * the stack indexes k and v. JSON: the value is encoded by lua-cjson. */
+static void out_extra(builder *b, int k, int v)
+{
+	lua_State *L = b->L;
+	size_t len;
+	const char *key = lua_tolstring(L, k, &len);
+	frame *f = &b->nest[0];
+
+	if (b->out == OUT_TABLE) {
+		lua_pushvalue(L, k);
+		lua_pushvalue(L, v);
+		lua_rawset(L, f->idx);
+		return;
+	}
+	if (f->n++ > 0)
+		put_char(b, ',');
+	put_string(b, key, len);
+	put_char(b, ':');
+	lua_pushvalue(L, v);
+	if (!gc_json_call(L, "encode"))
+		luaL_error(L, "cannot encode the body: %s", lua_tostring(L, -1));
+	key = lua_tolstring(L, -1, &len);
+	put(b, key, len);
+	lua_pop(L, 1);
+}
+
 /* --- identities ------------------------------------------------------------ */
 
 static const char *const identity_keys[] = {
@@ -301,8 +577,8 @@ static void check_phone(lua_State *L, const char *id, const char *where)
 		luaL_error(L, "%s.id: phone numbers are E.164: '+' and 1 to 15 digits", where);
 }
 
-/* Push the identitySet for the identity spec at t. */
-static void push_identity_set(builder *b, int t, const char *where)
+/* The identitySet for the identity spec at t, as member key. */
+static void out_identity_set(builder *b, const char *key, int t, const char *where)
 {
 	lua_State *L = b->L;
 	const char *type = opt_string(L, t, where, "type", 1);
@@ -332,27 +608,24 @@ static void push_identity_set(builder *b, int t, const char *where)
 	if (guest && !provider)
 		provider = "None";
 
-	lua_createtable(L, 0, 1);            /* identitySet */
-	lua_createtable(L, 0, 4);            /* identity */
-	set_string(L, lua_gettop(L), "id", id);
-	set_string(L, lua_gettop(L), "displayName", opt_string(L, t, where, "name", guest));
-	set_string(L, lua_gettop(L), "tenantId", opt_string(L, t, where, "tenant", 0));
-	set_string(L, lua_gettop(L), "identityProvider", provider);
-	lua_setfield(L, -2, graph_type);
+	out_begin(b, key, 0);                /* identitySet */
+	out_begin(b, graph_type, 0);         /* identity */
+	out_string(b, "id", id);
+	out_string(b, "displayName", opt_string(L, t, where, "name", guest));
+	out_string(b, "tenantId", opt_string(L, t, where, "tenant", 0));
+	out_string(b, "identityProvider", provider);
+	out_end(b);
+	out_end(b);
 }
 
-/* Push {identity = identitySet, replacesCallId = ...} for a target. */
-static void push_target(builder *b, int t, const char *where)
+/* {identity = identitySet, replacesCallId = ...} for a target. */
+static void out_target(builder *b, int t, const char *where)
 {
-	lua_State *L = b->L;
-	const char *replaces;
-
-	gc_check_keys(L, t, where, target_keys);
-	lua_createtable(L, 0, 2);
-	push_identity_set(b, t, where);
-	lua_setfield(L, -2, "identity");
-	replaces = opt_string(L, t, where, "replaces_call_id", 0);
-	set_string(L, lua_gettop(L), "replacesCallId", replaces);
+	gc_check_keys(b->L, t, where, target_keys);
+	out_begin(b, NULL, 0);
+	out_identity_set(b, "identity", t, where);
+	out_string(b, "replacesCallId", opt_string(b->L, t, where, "replaces_call_id", 0));
+	out_end(b);
 }
 
 /* --- the parts of a call ------------------------------------------------- */
@@ -363,31 +636,32 @@ static void build_source(builder *b)
 	int src = opt_table(L, b->spec, "", "source");
 	const char *guest = opt_string(L, b->spec, "", "guest", 0);
 
-	lua_createtable(L, 0, 3);            /* participantInfo */
 	if (src && guest)
 		luaL_error(L, "guest: cannot be combined with source");
+	out_begin(b, "source", 0);           /* participantInfo */
 	if (src) {
 		gc_check_keys(L, src, "source", identity_keys);
-		push_identity_set(b, src, "source");
+		out_identity_set(b, "identity", src, "source");
 	} else if (guest) {
 		/* The seed's guest join: a user identity named by the bot, with
 		 * identityProvider "None". */
-		lua_createtable(L, 0, 1);
-		lua_createtable(L, 0, 3);
-		set_string(L, lua_gettop(L), "id", b->app_id);
-		set_string(L, lua_gettop(L), "displayName", guest);
-		set_string(L, lua_gettop(L), "identityProvider", "None");
-		lua_setfield(L, -2, "user");
+		out_begin(b, "identity", 0);
+		out_begin(b, "user", 0);
+		out_string(b, "id", b->app_id);
+		out_string(b, "displayName", guest);
+		out_string(b, "identityProvider", "None");
+		out_end(b);
+		out_end(b);
 	} else {
-		lua_createtable(L, 0, 1);
-		lua_createtable(L, 0, 1);
-		set_string(L, lua_gettop(L), "id", b->app_id);
-		lua_setfield(L, -2, "application");
+		out_begin(b, "identity", 0);
+		out_begin(b, "application", 0);
+		out_string(b, "id", b->app_id);
+		out_end(b);
+		out_end(b);
 	}
-	lua_setfield(L, -2, "identity");
-	set_string(L, lua_gettop(L), "languageId", opt_string(L, b->spec, "", "language_id", 0));
-	set_string(L, lua_gettop(L), "region", opt_string(L, b->spec, "", "region", 0));
-	lua_setfield(L, b->body, "source");
+	out_string(b, "languageId", opt_string(L, b->spec, "", "language_id", 0));
+	out_string(b, "region", opt_string(L, b->spec, "", "region", 0));
+	out_end(b);
 	if (src)
 		lua_pop(L, 1);
 }
@@ -407,16 +681,15 @@ static lua_Integer build_targets(builder *b)
 	lua_settop(L, t);
 	if (!gc_is_array(L, t, &n))
 		luaL_error(L, "targets: expected an array of identities");
-	lua_createtable(L, (int)n, 0);
+	out_begin(b, "targets", 1);
 	for (lua_Integer i = 1; i <= n; i++) {
-		path_printf(where, "targets[%d]", (int)i);
+		indexed(where, "targets", i);
 		if (lua_rawgeti(L, t, i) != LUA_TTABLE)
 			luaL_error(L, "%s: expected table, got %s", where, luaL_typename(L, -1));
-		push_target(b, lua_gettop(L), where);
-		lua_rawseti(L, -3, i);
+		out_target(b, lua_gettop(L), where);
 		lua_pop(L, 1);
 	}
-	lua_setfield(L, b->body, "targets");
+	out_end(b);
 	lua_pop(L, 1);
 	return n;
 }
@@ -441,7 +714,7 @@ static void build_modalities(builder *b)
 		luaL_error(L, "modalities: expected a non-empty array of strings");
 	if (n > 8)
 		luaL_error(L, "modalities: too many entries (%d)", (int)n);
-	lua_createtable(L, (int)n, 0);
+	out_begin(b, "requestedModalities", 1);
 	for (lua_Integer i = 1; i <= n; i++) {
 		const char *m, *graph = NULL;
 		if (lua_rawgeti(L, t, i) != LUA_TSTRING)
@@ -459,10 +732,9 @@ static void build_modalities(builder *b)
 				luaL_error(L, "modalities[%d]: duplicate '%s'", (int)i, m);
 		seen[i - 1] = graph;
 		lua_pop(L, 1);
-		lua_pushstring(L, graph);
-		lua_rawseti(L, -2, i);
+		out_string(b, NULL, graph);
 	}
-	lua_setfield(L, b->body, "requestedModalities");
+	out_end(b);
 	lua_pop(L, 1);
 }
 
@@ -471,8 +743,8 @@ static const char *const media_keys[] = {
 };
 static const char *const prompt_keys[] = { "uri", "resource_id", NULL };
 
-/* Fill mc.preFetchMedia from media.prompts. */
-static void build_prompts(builder *b, int media, int mc)
+/* mediaConfig.preFetchMedia from media.prompts. */
+static void build_prompts(builder *b, int media)
 {
 	lua_State *L = b->L;
 	int t = opt_table(L, media, "media", "prompts");
@@ -488,24 +760,24 @@ static void build_prompts(builder *b, int media, int mc)
 	lua_settop(L, t);
 	if (!gc_is_array(L, t, &n))
 		luaL_error(L, "media.prompts: expected an array of {uri=, resource_id=}");
-	lua_createtable(L, (int)n, 0);
+	out_begin(b, "preFetchMedia", 1);
 	for (lua_Integer i = 1; i <= n; i++) {
 		int p;
 		const char *uri;
-		path_printf(where, "media.prompts[%d]", (int)i);
+		indexed(where, "media.prompts", i);
 		if (lua_rawgeti(L, t, i) != LUA_TTABLE)
 			luaL_error(L, "%s: expected table, got %s", where, luaL_typename(L, -1));
 		p = lua_gettop(L);
 		gc_check_keys(L, p, where, prompt_keys);
 		uri = opt_string(L, p, where, "uri", 1);
 		check_url(L, uri, where, "uri");
-		lua_createtable(L, 0, 2);
-		set_string(L, lua_gettop(L), "uri", uri);
-		set_string(L, lua_gettop(L), "resourceId", opt_string(L, p, where, "resource_id", 0));
-		lua_rawseti(L, -3, i);
+		out_begin(b, NULL, 0);
+		out_string(b, "uri", uri);
+		out_string(b, "resourceId", opt_string(L, p, where, "resource_id", 0));
+		out_end(b);
 		lua_pop(L, 1);
 	}
-	lua_setfield(L, mc, "preFetchMedia");
+	out_end(b);
 	lua_pop(L, 1);
 }
 
@@ -519,22 +791,19 @@ static void build_media(builder *b)
 		gc_check_keys(L, m, "media", media_keys);
 		type = opt_string(L, m, "media", "type", 1);
 	}
-	lua_createtable(L, 0, 3);
 	if (strcmp(type, "service_hosted") == 0) {
 		int keep;
-		set_odata_type(L, lua_gettop(L), "#microsoft.graph.serviceHostedMediaConfig");
+		out_begin(b, "mediaConfig", 0);
+		out_string(b, "@odata.type", "#microsoft.graph.serviceHostedMediaConfig");
 		if (m) {
 			if (opt_string(L, m, "media", "blob", 0))
 				luaL_error(L, "media.blob: only for app_hosted media");
-			lua_insert(L, m); /* mediaConfig below the media spec */
-			build_prompts(b, m + 1, m);
-			keep = opt_boolean(L, m + 1, "media", "remove_from_default_audio_group");
-			if (keep >= 0) {
-				lua_pushboolean(L, keep);
-				lua_setfield(L, m, "removeFromDefaultAudioGroup");
-			}
-			lua_settop(L, m);
+			build_prompts(b, m);
+			keep = opt_boolean(L, m, "media", "remove_from_default_audio_group");
+			if (keep >= 0)
+				out_boolean(b, "removeFromDefaultAudioGroup", keep);
 		}
+		out_end(b);
 	} else if (strcmp(type, "app_hosted") == 0) {
 		static const char *const service_only[] = {
 			"prompts", "remove_from_default_audio_group", NULL
@@ -545,14 +814,16 @@ static void build_media(builder *b)
 				           service_only[i]);
 			lua_pop(L, 1);
 		}
-		set_odata_type(L, lua_gettop(L), "#microsoft.graph.appHostedMediaConfig");
-		set_string(L, lua_gettop(L), "blob", opt_string(L, m, "media", "blob", 1));
-		lua_remove(L, m);
+		out_begin(b, "mediaConfig", 0);
+		out_string(b, "@odata.type", "#microsoft.graph.appHostedMediaConfig");
+		out_string(b, "blob", opt_string(L, m, "media", "blob", 1));
+		out_end(b);
 	} else {
 		luaL_error(L, "media.type: unknown media type '%s' (service_hosted, app_hosted)",
 		           type);
 	}
-	lua_setfield(L, b->body, "mediaConfig");
+	if (m)
+		lua_pop(L, 1);
 }
 
 static const char *const chat_info_keys[] = {
@@ -566,13 +837,13 @@ static void build_chat_info(builder *b, int t)
 	const char *msg;
 
 	gc_check_keys(L, t, "chat_info", chat_info_keys);
-	lua_createtable(L, 0, 3);
-	set_string(L, lua_gettop(L), "threadId", opt_string(L, t, "chat_info", "thread_id", 1));
+	out_begin(b, "chatInfo", 0);
+	out_string(b, "threadId", opt_string(L, t, "chat_info", "thread_id", 1));
 	msg = opt_string(L, t, "chat_info", "message_id", 0);
-	set_string(L, lua_gettop(L), "messageId", msg ? msg : "0");
-	set_string(L, lua_gettop(L), "replyChainMessageId",
+	out_string(b, "messageId", msg ? msg : "0");
+	out_string(b, "replyChainMessageId",
 	           opt_string(L, t, "chat_info", "reply_chain_message_id", 0));
-	lua_setfield(L, b->body, "chatInfo");
+	out_end(b);
 }
 
 /* The meeting to join, from explicit keys or a join link. Returns 1 when the
@@ -622,28 +893,25 @@ static int build_meeting(builder *b)
 			luaL_error(L, "organizer: needs chat_info (Graph joins an organizer "
 			           "meeting by chat_info + organizer)");
 		gc_check_keys(L, org, "organizer", identity_keys);
-		lua_createtable(L, 0, 3);
-		set_odata_type(L, lua_gettop(L), "#microsoft.graph.organizerMeetingInfo");
-		push_identity_set(b, org, "organizer");
-		lua_setfield(L, -2, "organizer");
-		if (no_host >= 0) {
-			lua_pushboolean(L, no_host);
-			lua_setfield(L, -2, "allowConversationWithoutHost");
-		}
-		lua_setfield(L, b->body, "meetingInfo");
+		out_begin(b, "meetingInfo", 0);
+		out_string(b, "@odata.type", "#microsoft.graph.organizerMeetingInfo");
+		out_identity_set(b, "organizer", org, "organizer");
+		if (no_host >= 0)
+			out_boolean(b, "allowConversationWithoutHost", no_host);
+		out_end(b);
 	} else if (meeting_id) {
-		lua_createtable(L, 0, 3);
-		set_odata_type(L, lua_gettop(L), "#microsoft.graph.joinMeetingIdMeetingInfo");
-		set_string(L, lua_gettop(L), "joinMeetingId", meeting_id);
-		set_string(L, lua_gettop(L), "passcode", passcode);
-		lua_setfield(L, b->body, "meetingInfo");
+		out_begin(b, "meetingInfo", 0);
+		out_string(b, "@odata.type", "#microsoft.graph.joinMeetingIdMeetingInfo");
+		out_string(b, "joinMeetingId", meeting_id);
+		out_string(b, "passcode", passcode);
+		out_end(b);
 	} else if (token) {
-		lua_createtable(L, 0, 2);
-		set_odata_type(L, lua_gettop(L), "#microsoft.graph.tokenMeetingInfo");
-		set_string(L, lua_gettop(L), "token", token);
-		lua_setfield(L, b->body, "meetingInfo");
+		out_begin(b, "meetingInfo", 0);
+		out_string(b, "@odata.type", "#microsoft.graph.tokenMeetingInfo");
+		out_string(b, "token", token);
+		out_end(b);
 	}
-	set_string(L, b->body, "tenantId", tenant);
+	out_string(b, "tenantId", tenant);
 	lua_settop(L, base);
 	return org || meeting_id || token;
 }
@@ -661,20 +929,18 @@ static void build_call_options(builder *b)
 	if (!t)
 		return;
 	gc_check_keys(L, t, "call_options", call_option_keys);
-	lua_createtable(L, 0, 4);
-	set_odata_type(L, lua_gettop(L), "#microsoft.graph.outgoingCallOptions");
+	out_begin(b, "callOptions", 0);
+	out_string(b, "@odata.type", "#microsoft.graph.outgoingCallOptions");
 	for (int i = 0; call_option_keys[i]; i++) {
 		static const char *const graph[] = {
 			"hideBotAfterEscalation", "isContentSharingNotificationEnabled",
 			"isDeltaRosterEnabled"
 		};
 		int v = opt_boolean(L, t, "call_options", call_option_keys[i]);
-		if (v >= 0) {
-			lua_pushboolean(L, v);
-			lua_setfield(L, -2, graph[i]);
-		}
+		if (v >= 0)
+			out_boolean(b, graph[i], v);
 	}
-	lua_setfield(L, b->body, "callOptions");
+	out_end(b);
 	lua_pop(L, 1);
 }
 
@@ -776,13 +1042,11 @@ static void build_extra(builder *b)
 		field(name, "extra", lua_tostring(L, -2));
 		check_text(L, -2, name);
 		check_json_value(L, -1, name, 1, &w);
-		lua_pushvalue(L, -2);
-		if (lua_rawget(L, b->body) != LUA_TNIL)
-			luaL_error(L, "%s: already set from the spec; use the spec key", name);
+		for (int i = 0; i < b->ntop; i++)
+			if (strcmp(b->top[i], lua_tostring(L, -2)) == 0)
+				luaL_error(L, "%s: already set from the spec; use the spec key", name);
+		out_extra(b, lua_gettop(L) - 1, lua_gettop(L));
 		lua_pop(L, 1);
-		lua_pushvalue(L, -2);
-		lua_insert(L, -2);
-		lua_rawset(L, b->body);
 	}
 	lua_pop(L, 2);
 }
@@ -829,20 +1093,25 @@ int gc_l_build_parts(lua_State *L)
 	b.L = L;
 	b.config = 1;
 	b.spec = 2;
+	b.out = OUT_TABLE;
+	b.depth = b.ntop = 0;
 	b.app_id = opt_string(L, 1, "config", "app_id", 1);
 	check_guid(L, b.app_id, "app_id");
 	gc_check_keys(L, 2, "operation", keys);
-	lua_createtable(L, 0, 4);
-	b.body = lua_gettop(L);
+	out_begin(&b, NULL, 0);
 	if ((cb = opt_string(L, 2, "", "callback_uri", 0))) {
 		check_url(L, cb, "", "callback_uri");
-		set_string(L, b.body, "callbackUri", cb);
+		out_string(&b, "callbackUri", cb);
 	}
 	build_targets(&b);
 	build_modalities(&b);
-	if (raw_field(L, 2, "media") != LUA_TNIL)
+	if (raw_field(L, 2, "media") != LUA_TNIL) {
+		lua_pop(L, 1);
 		build_media(&b);
-	lua_settop(L, b.body);
+	} else {
+		lua_pop(L, 1);
+	}
+	out_end(&b);
 	return 1;
 }
 
@@ -853,16 +1122,10 @@ int gc_l_calls_path(lua_State *L)
 	return 1;
 }
 
-/* core.build_request(config, spec, mode) -> request
- * config: {app_id=, callback_uri=, graph_url=, endpoint=}; mode "call"|"join". */
-int gc_l_build_request(lua_State *L)
+/* The arguments (config, spec, mode) of build_request and build_body. */
+static void check_call_args(lua_State *L)
 {
-	builder b;
-	const char *mode, *cb, *graph_url, *endpoint;
-	lua_Integer ntargets;
-	int meeting;
-	size_t len;
-	gc_request *req;
+	const char *mode;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_checktype(L, 2, LUA_TTABLE);
@@ -870,19 +1133,23 @@ int gc_l_build_request(lua_State *L)
 	luaL_argcheck(L, strcmp(mode, "call") == 0 || strcmp(mode, "join") == 0, 3,
 	              "mode must be 'call' or 'join'");
 	lua_settop(L, 3);
-	b.L = L;
-	b.config = 1;
-	b.spec = 2;
 	luaL_checkstack(L, 40, "build_request");
-	b.app_id = opt_string(L, 1, "config", "app_id", 1);
-	graph_url = opt_string(L, 1, "config", "graph_url", 1);
-	endpoint = opt_string(L, 1, "config", "endpoint", 1);
-	check_guid(L, b.app_id, "app_id");
-	check_url(L, graph_url, "", "graph_url");
+}
 
+/* Write the body of the call (config, spec, mode at 1..3; b->app_id read
+ * and checked). */
+static void build_call(builder *b)
+{
+	lua_State *L = b->L;
+	const char *mode = lua_tostring(L, 3), *cb;
+	lua_Integer ntargets;
+	int meeting;
+
+	b->config = 1;
+	b->spec = 2;
+	b->depth = b->ntop = 0;
 	gc_check_keys(L, 2, mode, spec_keys);
-	lua_createtable(L, 0, 12);
-	b.body = lua_gettop(L);
+	out_begin(b, NULL, 0);
 
 	cb = opt_string(L, 2, "", "callback_uri", 0);
 	if (!cb)
@@ -892,22 +1159,60 @@ int gc_l_build_request(lua_State *L)
 	if (strlen(cb) > GC_CALLBACK_MAX)
 		luaL_error(L, "callback_uri: longer than %d bytes", GC_CALLBACK_MAX);
 	check_url(L, cb, "", "callback_uri");
-	set_string(L, b.body, "callbackUri", cb);
+	out_string(b, "callbackUri", cb);
 
-	build_source(&b);
-	ntargets = build_targets(&b);
-	build_modalities(&b);
-	build_media(&b);
-	meeting = build_meeting(&b);
-	set_string(L, b.body, "subject", opt_string(L, 2, "", "subject", 0));
-	build_call_options(&b);
-	build_extra(&b);
+	build_source(b);
+	ntargets = build_targets(b);
+	build_modalities(b);
+	build_media(b);
+	meeting = build_meeting(b);
+	out_string(b, "subject", opt_string(L, 2, "", "subject", 0));
+	build_call_options(b);
+	build_extra(b);
+	out_end(b);
 
 	if (strcmp(mode, "join") == 0 && !meeting)
 		luaL_error(L, "join needs a meeting: url, organizer + chat_info, "
 		           "meeting_id or meeting_token");
 	if (!meeting && ntargets == 0)
 		luaL_error(L, "call needs targets, or meeting info to join a meeting");
+}
+
+/* core.build_body(config, spec, mode) -> table: the body build_request
+ * writes, as Lua tables (the reference the specs and the fuzzer compare
+ * the written JSON with). */
+int gc_l_build_body(lua_State *L)
+{
+	builder b;
+
+	check_call_args(L);
+	b.L = L;
+	b.out = OUT_TABLE;
+	b.app_id = opt_string(L, 1, "config", "app_id", 1);
+	check_guid(L, b.app_id, "app_id");
+	build_call(&b);
+	return 1;
+}
+
+/* core.build_request(config, spec, mode) -> request
+ * config: {app_id=, callback_uri=, graph_url=, endpoint=}; mode "call"|"join". */
+int gc_l_build_request(lua_State *L)
+{
+	builder b;
+	const char *graph_url, *endpoint;
+	size_t len;
+	gc_request *req;
+
+	check_call_args(L);
+	b.L = L;
+	b.app_id = opt_string(L, 1, "config", "app_id", 1);
+	graph_url = opt_string(L, 1, "config", "graph_url", 1);
+	endpoint = opt_string(L, 1, "config", "endpoint", 1);
+	check_guid(L, b.app_id, "app_id");
+	check_url(L, graph_url, "", "graph_url");
+	b.out = OUT_JSON;
+	buffer_take(&b);                /* at 4 */
+	build_call(&b);
 
 	req = lua_newuserdatauv(L, sizeof *req, UV_COUNT);
 	req->method = "POST";
@@ -923,11 +1228,10 @@ int gc_l_build_request(lua_State *L)
 	lua_setiuservalue(L, -3, UV_URL);
 	lua_setiuservalue(L, -2, UV_PATH);
 
-	lua_pushvalue(L, b.body);
-	if (!gc_json_call(L, "encode"))
-		luaL_error(L, "cannot encode the body: %s", lua_tostring(L, -1));
+	lua_pushlstring(L, b.p, b.len);
 	lua_setiuservalue(L, -2, UV_BODY);
-	lua_pushstring(L, mode);
+	buffer_give_back(&b);
+	lua_pushvalue(L, 3);
 	lua_setiuservalue(L, -2, UV_KIND);
 	return 1;
 }

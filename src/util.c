@@ -111,7 +111,7 @@ void gc_check_keys(lua_State *L, int idx, const char *where,
 			           where, luaL_typename(L, -1));
 		k = lua_tostring(L, -1);
 		for (int i = 0; allowed[i]; i++) {
-			if (strcmp(k, allowed[i]) == 0) {
+			if (k[0] == allowed[i][0] && strcmp(k, allowed[i]) == 0) {
 				ok = 1;
 				break;
 			}

@@ -151,10 +151,17 @@ function Client:prepare_join(spec)
   return build(self, spec, "join")
 end
 
--- What transport.send needs from a client.
+-- What transport.send needs from a client: one table per client, its
+-- settings read again for every request (a client may be changed).
+local contexts = setmetatable({}, { __mode = "k" })
 local function context(self)
-  return { loop = self.loop, tokens = tokens[self], client = self,
-           max_retries = self.max_retries, max_retry_wait = self.max_retry_wait }
+  local ctx = contexts[self]
+  if not ctx then
+    ctx = { tokens = tokens[self], client = self }
+    contexts[self] = ctx
+  end
+  ctx.loop, ctx.max_retries, ctx.max_retry_wait = self.loop, self.max_retries, self.max_retry_wait
+  return ctx
 end
 
 local CREATED = { [200] = true, [201] = true }

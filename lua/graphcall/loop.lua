@@ -102,7 +102,9 @@ function Loop:protect(fn, ...)
 end
 
 --- Send an HTTP request; `callback(result)` runs from the loop when it ends.
--- @tparam table req `{ method=, url=, headers=, body=, create= }`
+-- @tparam table req `{ method=, url=, headers=, body=, create=, read_headers= }`
+-- (read_headers: the lower-case names of the only response headers the
+-- result's `headers` needs; default all)
 -- @treturn integer the transfer id
 function Loop:request(req, callback)
   local id = self.http:submit(req)

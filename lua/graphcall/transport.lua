@@ -116,10 +116,16 @@ function M.decode_fields(r, req, ...)
   return fields
 end
 
+--- The headers of Graph's answers that graphcall reads (`result.headers`
+-- has only these): copying every header out of libcurl was a tenth of the
+-- CPU of a create request.
+M.READ_HEADERS = { "location", "request-id", "retry-after" }
+
 --- Submit `req` on `loop`; `done(result)` runs when it finishes.
 function M.submit(loop, req, done)
   return loop:request({
     method = req.method, url = req.url, headers = req.headers, body = req.body, create = req.create,
+    read_headers = M.READ_HEADERS,
   }, done)
 end
 

@@ -30,12 +30,15 @@
  * Bad specs raise (expected), but never "cannot encode the body": what
  * passes validation must encode. A built request must have method POST, a
  * url on graph_url, a path, a body that decodes to a JSON object, and kind,
- * and every value of spec.extra must come back from the body unchanged. */
+ * and every value of spec.extra must come back from the body unchanged.
+ * core.build_body(config, spec, mode), the same builder writing Lua tables,
+ * must fail with the same message, or give what the written body decodes
+ * to. */
 #include "fuzz.h"
 
 #define MAX_DEPTH 8
 
-static int build_ref, parts_ref, null_ref, check_ref, fn_ref;
+static int build_ref, body_ref, parts_ref, null_ref, check_ref, fn_ref;
 
 /* Every key of the key lists in src/request.c (spec_keys, identity_keys,
  * target_keys, media_keys, prompt_keys, chat_info_keys, call_option_keys,
@@ -233,7 +236,7 @@ static const char check_src[] =
 	"  for k in pairs(b) do if a[k] == nil then return false end end\n"
 	"  return true\n"
 	"end\n"
-	"return function(req, graph_url, mode, parts, spec)\n"
+	"return function(req, graph_url, mode, parts, spec, tables)\n"
 	"  assert(getmetatable(req).__name == 'graphcall.request', 'not a request')\n"
 	"  assert(req.method == 'POST', 'method')\n"
 	"  assert(req.kind == mode, 'kind')\n"
@@ -248,6 +251,7 @@ static const char check_src[] =
 	"  assert(body.targets or body.meetingInfo, 'neither targets nor meetingInfo')\n"
 	"  assert(type(tostring(req)) == 'string')\n"
 	"  if parts ~= nil then assert(type(parts) == 'table', 'build_parts') end\n"
+	"  assert(same(body, tables), 'the written body differs from build_body: ' .. req.body)\n"
 	"  if type(rawget(spec, 'extra')) == 'table' then\n"
 	"    for k, v in pairs(spec.extra) do\n"
 	"      assert(same(body[k], v), 'extra.' .. k .. ' did not survive JSON: ' .. req.body)\n"
@@ -264,6 +268,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	fz_core_field(L, "build_request");
 	build_ref = fz_ref(L);
+	fz_core_field(L, "build_body");
+	body_ref = fz_ref(L);
 	fz_core_field(L, "build_parts");
 	parts_ref = fz_ref(L);
 	fz_core_field(L, "null");
@@ -283,7 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned b0 = byte(&r);
 	const char *mode = (b0 & 1) ? "join" : "call";
 	const char *graph_url = (b0 & 32) ? "http://127.0.0.1:8443/" : "https://graph.microsoft.com";
-	int top, config, spec, parts = 0;
+	int top, config, spec, parts = 0, body_ok, tables;
 
 	fz_begin(L);
 	top = lua_gettop(L);
@@ -321,12 +327,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
+	fz_push(L, body_ref);
+	lua_pushvalue(L, config);
+	lua_pushvalue(L, spec);
+	lua_pushstring(L, mode);
+	body_ok = lua_pcall(L, 3, 1, 0) == LUA_OK;
+	tables = lua_gettop(L);
+
 	fz_push(L, build_ref);
 	lua_pushvalue(L, config);
 	lua_pushvalue(L, spec);
 	lua_pushstring(L, mode);
 	if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
 		int req = lua_gettop(L);
+		if (!body_ok)
+			fz_fail("build_request accepted what build_body refused: %s",
+			        lua_tostring(L, tables));
 		fz_push(L, check_ref);
 		lua_pushvalue(L, req);
 		lua_pushstring(L, graph_url);
@@ -336,7 +352,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			lua_pushnil(L);
 		lua_pushvalue(L, spec);
-		if (fz_pcall(L, 5, 1) != LUA_OK)
+		lua_pushvalue(L, tables);
+		if (fz_pcall(L, 6, 1) != LUA_OK)
 			fz_fail("a built request breaks a guarantee: %s", lua_tostring(L, -1));
 		fz_log("build_request(%s): ok, body of %d bytes", mode, (int)lua_tointeger(L, -1));
 		if (fz_verbose) {
@@ -348,6 +365,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* A spec that passed validation must encode. */
 		if (msg && strncmp(msg, "cannot encode the body", 22) == 0)
 			fz_fail("build_request: %s", msg);
+		if (body_ok || !msg || !lua_isstring(L, tables) || strcmp(msg, lua_tostring(L, tables)) != 0)
+			fz_fail("build_request refused (%s), build_body %s", msg ? msg : "?",
+			        body_ok ? "accepted" : lua_tostring(L, tables));
 		fz_log("build_request(%s): %s", mode, msg);
 	}
 	lua_settop(L, top);
