@@ -438,8 +438,11 @@ static void member(builder *b, const char *key)
 {
 	frame *f = &b->nest[b->depth - 1];
 
-	if (b->depth == 1 && key && b->ntop < TOP_MAX)
+	if (b->depth == 1 && key) {
+		if (b->ntop == TOP_MAX) /* never: the builder's own shapes */
+			luaL_error(b->L, "graphcall: request has too many members");
 		b->top[b->ntop++] = key;
+	}
 	if (b->out == OUT_JSON) {
 		if (f->n > 0)
 			put_char(b, ',');
