@@ -230,6 +230,13 @@ describe("graphcall loop", function()
       assert(c:send(("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"):format(#body, body)))
       return c
     end
+    -- step until a handler waits (bounded)
+    local function step_until_parked(loop)
+      for _ = 1, 100 do
+        loop:step(0.02)
+        if #loop.parked > 0 then return end
+      end
+    end
     -- the body of the answer, once it has arrived
     local function answer(c)
       local data, _, partial = c:receive("*a")
@@ -250,10 +257,7 @@ describe("graphcall loop", function()
         end
       end)
       local waiting = post(srv:port(), "wait")
-      for _ = 1, 100 do
-        loop:step(0.02)
-        if #loop.parked > 0 then break end
-      end
+      step_until_parked(loop)
       assert.equal(1, #loop.parked)
       assert.equal(1, srv:pending())
       local go = post(srv:port(), "go")
@@ -278,10 +282,7 @@ describe("graphcall loop", function()
         srv:respond(req.id, 200, tostring(ok))
       end)
       local c = post(srv:port(), "wait")
-      for _ = 1, 100 do
-        loop:step(0.02)
-        if #loop.parked > 0 then break end
-      end
+      step_until_parked(loop)
       assert.equal(1, #loop.parked)
       assert.equal(7000, loop:wait_ms(60)) -- the loop sleeps no longer than the wait may last
       clock.now = clock.now + 7

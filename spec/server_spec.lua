@@ -530,6 +530,13 @@ echo $(( (stop - start) / 1000000 )) > %s.tmp; mv %s.tmp %s]]):format(
       end
       return got, closed
     end
+    -- A server on /api/calls and one connection that has posted `body`.
+    local function posted(body)
+      local srv = assert(core.server { paths = { "/api/calls" } })
+      local c = connect(srv)
+      post(c, body)
+      return srv, c
+    end
     -- srv:run(20, handler) until a request has been handed to the handler
     local function run_until_handled(srv, handler)
       for _ in rounds() do
@@ -539,9 +546,7 @@ echo $(( (stop - start) / 1000000 )) > %s.tmp; mv %s.tmp %s]]):format(
     end
 
     it("answers within the round that completed the request", function()
-      local srv <close> = assert(core.server { paths = { "/api/calls" } })
-      local c = connect(srv)
-      post(c, '{"a":1}')
+      local srv <close>, c = posted('{"a":1}')
       local seen
       assert.is_true(run_until_handled(srv, function(req)
         seen = req
@@ -562,9 +567,7 @@ echo $(( (stop - start) / 1000000 )) > %s.tmp; mv %s.tmp %s]]):format(
     end)
 
     it("keeps a request the handler left unanswered until srv:respond", function()
-      local srv <close> = assert(core.server { paths = { "/api/calls" } })
-      local c = connect(srv)
-      post(c, "{}")
+      local srv <close>, c = posted("{}")
       local id
       assert.is_true(run_until_handled(srv, function(req) id = req.id end))
       assert.equal(1, srv:pending())
@@ -596,9 +599,7 @@ echo $(( (stop - start) / 1000000 )) > %s.tmp; mv %s.tmp %s]]):format(
     end)
 
     it("answers 500 when the handler raises, and raises its error after the round", function()
-      local srv <close> = assert(core.server { paths = { "/api/calls" } })
-      local c = connect(srv)
-      post(c, "{}")
+      local srv <close>, c = posted("{}")
       local problem = { reason = "the handler's own error value" }
       local ok, err
       for _ in rounds() do
@@ -644,9 +645,7 @@ echo $(( (stop - start) / 1000000 )) > %s.tmp; mv %s.tmp %s]]):format(
     end)
 
     it("lets the handler abort its own request: closed, never answered", function()
-      local srv <close> = assert(core.server { paths = { "/api/calls" } })
-      local c = connect(srv)
-      post(c, "{}")
+      local srv <close>, c = posted("{}")
       assert.is_true(run_until_handled(srv, function(req) srv:abort(req.id) end))
       assert.equal(0, srv:pending())
       local got, closed = receive(c, nil, srv)
