@@ -17,16 +17,19 @@ CFLAGS   ?= -O2 -g
 CXXFLAGS ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-missing-field-initializers
-# The one C++ file (src/json_scan.cpp, simdjson behind a C interface).
+# The one C++ file (src/json/scan.cpp, simdjson behind a C interface).
 CXXWARN  := -std=c++17 -Wall -Wextra -Werror -Wshadow -Wmissing-declarations \
             -Wno-missing-field-initializers
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs libcurl libmicrohttpd libcrypto simdjson) -lstdc++
-ALL_CFLAGS = $(WARN) $(CFLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS)
-ALL_CXXFLAGS = $(CXXWARN) $(CXXFLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS)
+ALL_CFLAGS = $(WARN) $(CFLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS)
+ALL_CXXFLAGS = $(CXXWARN) $(CXXFLAGS) -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS)
 
-SRC    := $(wildcard src/*.c)
-CXXSRC := $(wildcard src/*.cpp)
+# src/ by layer: common/ (errors, options, UTF-8, UUID), json/ (the JSON
+# seam), out/ (requests), in/ (notifications, JWT), net/ (HTTP, server, Redis).
+SRC    := $(wildcard src/*.c src/*/*.c)
+CXXSRC := $(wildcard src/*/*.cpp)
+HDR    := $(wildcard src/*.h src/*/*.h)
 OBJ    := $(SRC:src/%.c=build/obj/%.o) $(CXXSRC:src/%.cpp=build/obj/%.o)
 MODULE := build/graphcall/core.so
 
@@ -44,11 +47,11 @@ $(MODULE): $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(OBJ) $(PKG_LIBS)
 
-build/obj/%.o: src/%.c src/graphcall.h src/json_scan.h
+build/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build/obj/%.o: src/%.cpp src/json_scan.h
+build/obj/%.o: src/%.cpp $(HDR)
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c -o $@ $<
 
@@ -91,13 +94,14 @@ ASAN_RT    = $(shell clang -print-file-name=libclang_rt.asan-x86_64.so)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_MOD   = build/asan/graphcall/core.so
 
-$(ASAN_MOD): $(SRC) $(CXXSRC) src/graphcall.h src/json_scan.h
+$(ASAN_MOD): $(SRC) $(CXXSRC) $(HDR)
 	@mkdir -p $(dir $@) build/asan/obj
 	for f in $(CXXSRC); do \
-	  clang++ $(CXXWARN) -O1 -g $(ASAN_FLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
-	    -c -o build/asan/obj/$$(basename $${f%.cpp}).o $$f || exit 1; \
+	  o=build/asan/obj/$${f#src/}; mkdir -p $$(dirname $$o); \
+	  clang++ $(CXXWARN) -O1 -g $(ASAN_FLAGS) -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS) \
+	    -c -o $${o%.cpp}.o $$f || exit 1; \
 	done
-	clang $(WARN) -O1 -g $(ASAN_FLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(PKG_CFLAGS) \
+	clang $(WARN) -O1 -g $(ASAN_FLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS) \
 	  -shared -shared-libasan -o $@ $(SRC) $(CXXSRC:src/%.cpp=build/asan/obj/%.o) $(PKG_LIBS)
 
 # curl, which the specs run as a client, hangs with the ASan runtime

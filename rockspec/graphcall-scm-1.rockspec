@@ -31,14 +31,18 @@ build = {
   modules = {
     ["graphcall.core"] = {
       sources = {
-        "src/core.c", "src/http.c", "src/joinlink.c", "src/json.c", "src/jwt.c", "src/notification.c", "src/request.c",
-        "src/server.c", "src/util.c",
+        "src/core.c",
+        "src/common/util.c", "src/common/url.c", "src/common/uuid.c",
+        "src/json/fields.c",
+        "src/out/request.c", "src/out/joinlink.c",
+        "src/in/notification.c", "src/in/jwt.c",
+        "src/net/http.c", "src/net/server.c",
         -- C++ (simdjson), compiled by the same driver as the C files
         -- (gcc picks the language from the extension; Debian's g++)
-        "src/json_scan.cpp",
+        "src/json/scan.cpp",
       },
       defines = { "_DEFAULT_SOURCE" },
-      incdirs = { "$(CURL_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(CRYPTO_INCDIR)", "$(SIMDJSON_INCDIR)" },
+      incdirs = { "src", "$(CURL_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(CRYPTO_INCDIR)", "$(SIMDJSON_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(SIMDJSON_LIBDIR)" },
       libraries = { "curl", "microhttpd", "crypto", "simdjson", "stdc++" },
     },

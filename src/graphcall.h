@@ -40,7 +40,7 @@
  * sentinel. */
 #define GC_STATE lua_upvalueindex(1)
 
-/* --- util.c ------------------------------------------------------------- */
+/* --- common/util.c ------------------------------------------------------------- */
 
 /* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
  * nothing above U+10FFFF); otherwise 0 and *bad is the offset of the first
@@ -93,7 +93,7 @@ int gc_l_check_guid(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_parse_notifications_reference(lua_State *L);  /* fuzzing only */
 int gc_l_json_fields(lua_State *L);
-/* The module's reusable simdjson parser (src/notification.c): take pushes
+/* The module's reusable simdjson parser (src/in/notification.c): take pushes
  * its holder (NULL: out of memory), give_back returns the one at idx. */
 struct gc_jscan *gc_scanner_take(lua_State *L, size_t len);
 void gc_scanner_give_back(lua_State *L, int idx);

@@ -1,4 +1,4 @@
-/* json_scan: simdjson's DOM parser behind the C interface of json_scan.h.
+/* json/scan: simdjson's DOM parser behind the C interface of scan.h.
  *
  * The only C++ file of the module. It validates a notification body with
  * simdjson (which reads the whole document: it is not on-demand) and reads
@@ -15,7 +15,7 @@
 
 #include <simdjson.h>
 
-#include "json_scan.h"
+#include "scan.h"
 
 using namespace simdjson;
 

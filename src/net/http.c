@@ -9,11 +9,8 @@
  * nothing that close() would not free. */
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
-#include <time.h>
 
 #include <curl/curl.h>
-#include <openssl/rand.h>
 
 #include "graphcall.h"
 
@@ -712,133 +709,6 @@ static int http_tostring(lua_State *L)
 	else
 		lua_pushfstring(L, GC_HTTP_MT ": %I in flight, %I waiting",
 		                (lua_Integer)h->active.count, (lua_Integer)h->waiting.count);
-	return 1;
-}
-
-/* core.url_encode(s) -> s percent-encoded for a form or a query
- * (application/x-www-form-urlencoded values: the token request). */
-int gc_l_url_encode(lua_State *L)
-{
-	size_t len, n;
-	const char *s = luaL_checklstring(L, 1, &len);
-	luaL_Buffer b;
-	char *out, *enc;
-
-	luaL_argcheck(L, len <= 65536, 1, "longer than 64 KiB");
-	/* Room first: no libcurl memory is live while Lua may raise. */
-	out = luaL_buffinitsize(L, &b, 3 * len + 1);
-	if (!(enc = curl_easy_escape(NULL, s, (int)len)))
-		return luaL_error(L, "graphcall.url_encode: out of memory");
-	n = strlen(enc);
-	memcpy(out, enc, n);
-	curl_free(enc);
-	luaL_pushresultsize(&b, n);
-	return 1;
-}
-
-/* core.url_decode(s) -> s with %XX decoded and '+' as a space (a form
- * value), or nil when the result is not clean UTF-8 text. */
-int gc_l_url_decode(lua_State *L)
-{
-	size_t len;
-	const char *s = luaL_checklstring(L, 1, &len);
-	luaL_Buffer b;
-	char *out, *dec;
-	int outlen = 0;
-
-	luaL_argcheck(L, len <= 65536, 1, "longer than 64 KiB");
-	if (len == 0) {
-		lua_pushliteral(L, "");
-		return 1;
-	}
-	out = luaL_buffinitsize(L, &b, len); /* decoding never lengthens */
-	for (size_t i = 0; i < len; i++) /* '+' is a space, "%2B" a plus */
-		out[i] = s[i] == '+' ? ' ' : s[i];
-	if (!(dec = curl_easy_unescape(NULL, out, (int)len, &outlen)))
-		return luaL_error(L, "graphcall.url_decode: out of memory");
-	memcpy(out, dec, (size_t)outlen);
-	curl_free(dec);
-	if (!gc_utf8_valid(out, (size_t)outlen, NULL) || memchr(out, 0, (size_t)outlen)) {
-		lua_pushnil(L);
-		return 1;
-	}
-	luaL_pushresultsize(&b, (size_t)outlen);
-	return 1;
-}
-
-/* core.http_date(s) -> seconds since the epoch, or nil: the three date
- * formats of HTTP (IMF-fixdate, RFC 850, asctime), e.g. in Retry-After. */
-int gc_l_http_date(lua_State *L)
-{
-	const char *s = luaL_checkstring(L, 1);
-	time_t t = curl_getdate(s, NULL);
-
-	if (t == -1)
-		lua_pushnil(L);
-	else
-		lua_pushinteger(L, (lua_Integer)t);
-	return 1;
-}
-
-/* Random bytes for UUIDs come from a pool refilled 4 KiB at a time: each
- * RAND_bytes call costs a getpid system call (OpenSSL's fork check), one
- * per request otherwise. A forked child must not reuse its parent's pool:
- * an atfork handler bumps the generation, and a pool of another
- * generation is refilled. */
-#define UUID_POOL 4096
-
-typedef struct {
-	unsigned generation;
-	size_t used;
-	unsigned char bytes[UUID_POOL];
-} uuid_pool;
-
-static volatile unsigned fork_generation;
-
-static void after_fork(void)
-{
-	fork_generation++;
-}
-
-void gc_uuid_init(void)
-{
-	pthread_atfork(NULL, NULL, after_fork);
-}
-
-/* core.uuid() -> a random (version 4) UUID, e.g. for client-request-id */
-int gc_l_uuid(lua_State *L)
-{
-	uuid_pool *pool;
-	unsigned char b[16];
-	char s[36];
-
-	if (lua_getfield(L, GC_STATE, "uuid_pool") != LUA_TUSERDATA) {
-		lua_pop(L, 1);
-		pool = lua_newuserdatauv(L, sizeof *pool, 0);
-		pool->used = UUID_POOL;
-		lua_pushvalue(L, -1);
-		lua_setfield(L, GC_STATE, "uuid_pool");
-	}
-	pool = lua_touserdata(L, -1);
-	if (pool->used + sizeof b > UUID_POOL || pool->generation != fork_generation) {
-		if (RAND_bytes(pool->bytes, UUID_POOL) != 1)
-			return luaL_error(L, "graphcall.uuid: no randomness available");
-		pool->used = 0;
-		pool->generation = fork_generation;
-	}
-	memcpy(b, pool->bytes + pool->used, sizeof b);
-	memset(pool->bytes + pool->used, 0, sizeof b); /* used once */
-	pool->used += sizeof b;
-	b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
-	for (size_t i = 0, o = 0; i < sizeof b; i++) {
-		static const char hex[] = "0123456789abcdef";
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			s[o++] = '-';
-		s[o++] = hex[b[i] >> 4];
-		s[o++] = hex[b[i] & 15];
-	}
-	lua_pushlstring(L, s, sizeof s);
 	return 1;
 }
 

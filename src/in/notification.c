@@ -8,7 +8,7 @@
  * Graph's spellings vary (changeType "Created", legacy `resource`, codes as
  * strings, `subCode`); they are normalised here, once.
  *
- * Two passes do the same job. The fast one (json_scan.cpp, simdjson)
+ * Two passes do the same job. The fast one (json/scan.cpp, simdjson)
  * validates the whole body and reads only the fields a notification
  * exposes: they are checked and normalised at once, kept as bytes in the
  * notification and made Lua values when first read. Each entry's
@@ -25,7 +25,7 @@
 #include <strings.h>
 
 #include "graphcall.h"
-#include "json_scan.h"
+#include "json/scan.h"
 
 #define GC_SCANNER_MT "graphcall.json_scanner"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "graphcall.h"
-#include "json_scan.h"
+#include "json/scan.h"
 
 #define MAX_KEYS 16
 

@@ -1,4 +1,4 @@
-/* json_scan: the fast pass of the notification parser (src/json_scan.cpp).
+/* json/scan: the fast pass of the notification parser (src/json/scan.cpp).
  *
  * A plain C interface over simdjson's DOM parser, which validates the whole
  * body (grammar, strings, numbers, depth, trailing data) and then reads the
