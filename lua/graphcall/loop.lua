@@ -52,6 +52,8 @@ function M.new(opts)
   opts = check_options("graphcall.loop.new", opts, M.DEFAULTS)
   local self = setmetatable({
     clock = opts.clock,
+    request_timeout = opts.timeout, -- seconds: the bound of one request (waits derive theirs from it)
+    max_in_flight = opts.max_in_flight,
     http = core.http {
       connect_timeout_ms = math.floor(opts.connect_timeout * 1000),
       timeout_ms = math.floor(opts.timeout * 1000),
@@ -279,8 +281,12 @@ end
 --- Step until `done()` returns true, or `timeout` seconds pass (then
 -- false): the wait of a blocking request or of `call:wait`. Unlike
 -- run_until it does not stop for `stop()` (which is meant for the
--- outermost run) and leaves the stop request in place for it.
+-- outermost run) and leaves the stop request in place for it. Every wait
+-- has a deadline: `timeout` is required.
 function Loop:wait(done, timeout)
+  if type(timeout) ~= "number" or timeout ~= timeout then
+    error("graphcall.loop.wait: timeout must be a number of seconds (every wait has a deadline)", 2)
+  end
   local deadline = timeout and self.clock() + timeout
   -- also bounded in real time, should an injected clock stand still
   local real_deadline = timeout and core.monotonic() + timeout
