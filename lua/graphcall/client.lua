@@ -191,28 +191,26 @@ end
 --- Place a call: send what `prepare_call` builds, return the call object.
 -- Raises on a bad spec; returns nil, err (err.kind) on a runtime failure.
 -- Retried only when Graph cannot have acted on it (connection refused, 429).
+-- With `cb`, returns at once and `cb(call, err)` runs when the answer comes
+-- (a bad spec still raises here).
 ---@param spec table
+---@param cb? fun(call: graphcall.Call|nil, err: table|nil)
 ---@return graphcall.Call|nil, table?
-function Client:call(spec)
-  return create(self, build(self, spec, "call"))
+function Client:call(spec, cb)
+  return self.loop:async(cb, create, self, build(self, spec, "call"))
 end
 
 --- Join a meeting: send what `prepare_join` builds, return the call object.
+-- With `cb`, as `call`.
 ---@param spec table
+---@param cb? fun(call: graphcall.Call|nil, err: table|nil)
 ---@return graphcall.Call|nil, table?
-function Client:join(spec)
-  return create(self, build(self, spec, "join"))
+function Client:join(spec, cb)
+  return self.loop:async(cb, create, self, build(self, spec, "join"))
 end
 
---- Place many calls at once over one connection pool (at most the loop's
--- max_in_flight at a time). Returns two lists indexed like `specs`: the
--- call objects and the errors (exactly one of calls[i], errs[i] is set).
----@param specs table[]
----@return table calls, table errs
-function Client:call_many(specs)
-  if type(specs) ~= "table" then error("graphcall.call_many: expected a list of specs", 2) end
-  local built = {}
-  for i, spec in ipairs(specs) do built[i] = build(self, spec, "call") end
+-- Send the built create requests at once; calls, errs.
+local function send_many(self, built)
   local calls, errs, left = {}, {}, #built
   local ctx = context(self)
   for i, b in ipairs(built) do
@@ -234,6 +232,20 @@ function Client:call_many(specs)
   return calls, errs
 end
 
+--- Place many calls at once over one connection pool (at most the loop's
+-- max_in_flight at a time). Returns two lists indexed like `specs`: the
+-- call objects and the errors (exactly one of calls[i], errs[i] is set).
+-- With `cb`, returns at once and `cb(calls, errs)` runs when all are answered.
+---@param specs table[]
+---@param cb? fun(calls: table, errs: table)
+---@return table calls, table errs
+function Client:call_many(specs, cb)
+  if type(specs) ~= "table" then error("graphcall.call_many: expected a list of specs", 2) end
+  local built = {}
+  for i, spec in ipairs(specs) do built[i] = build(self, spec, "call") end
+  return self.loop:async(cb, send_many, self, built)
+end
+
 local function call_url(self, id)
   if type(id) ~= "string" or not id:match("^[%w%-]+$") then
     error(("graphcall: expected a call id, got %s"):format(type(id) == "string" and ("'" .. id .. "'") or type(id)), 3)
@@ -249,22 +261,34 @@ local function simple(self, method, url, expected)
   return result, req
 end
 
---- Hang up a call: `DELETE .../calls/{id}` (204). Returns true, or nil, err.
----@param id string
----@return boolean|nil, table?
-function Client:hangup(id)
-  local ok, err = simple(self, "DELETE", call_url(self, id), { [200] = true, [202] = true, [204] = true })
+local function hangup(self, url)
+  local ok, err = simple(self, "DELETE", url, { [200] = true, [202] = true, [204] = true })
   if not ok then return nil, err end
   return true
 end
 
---- Read a call: `GET .../calls/{id}`. Returns the decoded call resource, or nil, err.
+--- Hang up a call: `DELETE .../calls/{id}` (204). Returns true, or nil, err;
+-- with `cb`, `cb(true | nil, err)` later.
 ---@param id string
----@return table|nil, table?
-function Client:get_call(id)
-  local result, r = simple(self, "GET", call_url(self, id), { [200] = true })
+---@param cb? fun(ok: boolean|nil, err: table|nil)
+---@return boolean|nil, table?
+function Client:hangup(id, cb)
+  return self.loop:async(cb, hangup, self, call_url(self, id))
+end
+
+local function get_call(self, url)
+  local result, r = simple(self, "GET", url, { [200] = true })
   if not result then return nil, r end
   return transport.decode(result, r)
+end
+
+--- Read a call: `GET .../calls/{id}`. Returns the decoded call resource, or
+-- nil, err; with `cb`, `cb(call_resource | nil, err)` later.
+---@param id string
+---@param cb? fun(data: table|nil, err: table|nil)
+---@return table|nil, table?
+function Client:get_call(id, cb)
+  return self.loop:async(cb, get_call, self, call_url(self, id))
 end
 
 --- Receive notifications: an HTTP endpoint on this client's loop.

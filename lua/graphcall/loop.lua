@@ -192,6 +192,26 @@ function Loop:spawn(fn, ...)
   return co
 end
 
+--- The two forms of a blocking action: without `cb`, `fn(...)` runs now
+-- and its results are returned (it waits on the loop, or yields when it
+-- runs in a task of `spawn` or a server handler); with `cb`, it runs as a
+-- task and `cb(results...)` gets them, and nothing waits.
+---@param cb function|nil
+---@param fn function
+function Loop:async(cb, fn, ...)
+  if cb == nil then return fn(...) end
+  if type(cb) ~= "function" then error("graphcall: the callback must be a function", 3) end
+  self:spawn(function(...) cb(fn(...)) end, ...)
+end
+
+--- `fn()` runs when a timer is made outside a step, so that a host event
+-- loop can shorten its wait (`timeout()` changed); nil removes it. The
+-- adapters set it.
+---@param fn function|nil
+function Loop:set_wakeup(fn)
+  self.wakeup = fn
+end
+
 ---@class graphcall.Watch
 local Watch = {}
 Watch.__index = Watch
@@ -296,6 +316,7 @@ function Loop:timer(delay, fn)
   self.seq = self.seq + 1
   local t = { at = self.clock() + delay, seq = self.seq, fn = fn }
   heap_push(self.heap, t)
+  if self.wakeup and not self.stepping then self.wakeup() end
   return t
 end
 
@@ -373,6 +394,15 @@ end
 ---@param timeout? number seconds (default 0: do not wait)
 ---@return boolean
 function Loop:step(timeout)
+  local stepping = self.stepping
+  self.stepping = true
+  local ok, did = pcall(self.step_once, self, timeout)
+  self.stepping = stepping
+  if not ok then error(did, 0) end
+  return did
+end
+
+function Loop:step_once(timeout)
   local results, ready = self.http:wait(self:wait_ms(timeout or 0))
   local did = #results > 0 or #ready > 0
   local callbacks = self.callbacks

@@ -276,6 +276,14 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
 	return CURL_PREREQFUNC_OK;
 }
 
+/* Let libcurl act on one socket (or on its timer: CURL_SOCKET_TIMEOUT). */
+static void act(gc_http *h, curl_socket_t fd, int flags)
+{
+	int running;
+
+	curl_multi_socket_action(h->multi, fd, flags, &running);
+}
+
 static void start_waiting(gc_http *h)
 {
 	while (h->waiting.head && (int)h->active.count < h->max_in_flight) {
@@ -594,6 +602,10 @@ static int http_submit(lua_State *L)
 		list_push(&h->waiting, t);
 		start_waiting(h);
 	}
+	/* Start it now (connect, or write it on a kept-alive connection): the
+	 * epoll descriptor then wakes whoever waits on it when the answer
+	 * comes, even a host loop that did not expect this request. */
+	act(h, CURL_SOCKET_TIMEOUT, 0);
 	lua_pushinteger(L, t->id);
 	return 1;
 }
@@ -704,21 +716,13 @@ static void collect(gc_http *h)
 	start_waiting(h);
 }
 
-/* Let libcurl act on one socket (or on its timer: CURL_SOCKET_TIMEOUT). */
-static void act(gc_http *h, curl_socket_t fd, int flags)
-{
-	int running;
-
-	curl_multi_socket_action(h->multi, fd, flags, &running);
-}
-
-/* Run libcurl's timer when it is due. */
+/* Run libcurl's timer when it is due. timer_at is left for libcurl to
+ * change: it reports a new expiry only when it differs from the last one
+ * it reported, so clearing it here could lose a timer. */
 static void run_timer(gc_http *h)
 {
-	if (h->timer_at >= 0 && h->timer_at <= now_ms()) {
-		h->timer_at = -1;
+	if (h->timer_at >= 0 && h->timer_at <= now_ms())
 		act(h, CURL_SOCKET_TIMEOUT, 0);
-	}
 }
 
 static int ready_mask(uint32_t events)

@@ -1,0 +1,51 @@
+--- Drive a graphcall loop from luv (libuv): a poll handle on `loop:fd()`,
+-- a timer for `loop:timeout()`, re-armed before libuv waits (a prepare
+-- handle). Blocking graphcall calls made from luv callbacks would stop the
+-- host loop: use their callback form, or run them in `adapter:spawn(fn)`.
+--
+--    local uv = require "luv"
+--    local adapter = require("graphcall.adapters.luv").attach(loop)
+--    adapter:spawn(function() local call = client:call(spec) ... end)
+--    uv.run()
+-- @module graphcall.adapters.luv
+local uv = require "luv"
+
+local M = {}
+
+---@class graphcall.LuvAdapter
+local Adapter = {}
+Adapter.__index = Adapter
+
+--- Attach `loop` (default: graphcall's default loop) to luv's default loop.
+---@param loop? graphcall.Loop
+---@return graphcall.LuvAdapter
+function M.attach(loop)
+  loop = loop or require("graphcall.loop").default()
+  local self = setmetatable({ loop = loop, poll = uv.new_poll(loop:fd()), timer = uv.new_timer(),
+    prepare = uv.new_prepare() }, Adapter)
+  local function step() loop:step(0) end
+  self.poll:start("r", step)
+  -- before libuv sleeps: wake no later than graphcall's next timer
+  self.prepare:start(function()
+    local t = loop:timeout()
+    self.timer:stop()
+    if t then self.timer:start(math.ceil(t * 1000), 0, step) end
+  end)
+  return self
+end
+
+--- Run `fn(...)` as a graphcall task: its blocking calls yield to luv.
+function Adapter:spawn(fn, ...)
+  return self.loop:spawn(fn, ...)
+end
+
+--- Detach from luv (idempotent); the graphcall loop stays open.
+function Adapter:close()
+  if self.closed then return end
+  self.closed = true
+  for _, h in ipairs { self.poll, self.timer, self.prepare } do
+    if not h:is_closing() then h:close() end
+  end
+end
+
+return M
