@@ -19,7 +19,7 @@ local Adapter = {}
 Adapter.__index = Adapter
 
 function Adapter:pollfd() return self.loop:fd() end
-function Adapter:events() return "r" end
+function Adapter.events() return "r" end
 function Adapter:timeout() return self.loop:timeout() end
 
 --- Attach `loop` (default: graphcall's default loop) to the controller `cq`.
