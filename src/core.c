@@ -63,6 +63,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "jwt_verifier", gc_l_jwt_verifier },
 		{ "jwt_signer", gc_l_jwt_signer },
 		{ "redis_connect", gc_l_redis_connect },
+		{ "redis_sha1", gc_l_redis_sha1 },
 		{ "uuid", gc_l_uuid },
 		{ "url_encode", gc_l_url_encode },
 		{ "url_decode", gc_l_url_decode },

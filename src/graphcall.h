@@ -109,6 +109,7 @@ int gc_l_server(lua_State *L);
 int gc_l_jwt_verifier(lua_State *L);
 int gc_l_jwt_signer(lua_State *L);
 int gc_l_redis_connect(lua_State *L);
+int gc_l_redis_sha1(lua_State *L);
 int gc_l_uuid(lua_State *L);
 void gc_uuid_init(void);
 int gc_l_url_encode(lua_State *L);

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include <hiredis/async.h>
+#include <openssl/evp.h>
 
 #include "graphcall.h"
 
@@ -516,6 +517,25 @@ int gc_l_redis_connect(lua_State *L)
 	b->ac = ac;
 	b->closed = 0;
 	redisAsyncSetConnectCallback(ac, on_connect);  /* asks for a write event */
+	return 1;
+}
+
+/* core.redis_sha1(script) -> its SHA-1 in hex: the name EVALSHA knows it by. */
+int gc_l_redis_sha1(lua_State *L)
+{
+	size_t len;
+	const char *src = luaL_checklstring(L, 1, &len);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char hex[2 * EVP_MAX_MD_SIZE];
+
+	if (!EVP_Digest(src, len, md, &mdlen, EVP_sha1(), NULL))
+		return luaL_error(L, WHERE ": SHA-1 failed");
+	for (unsigned int i = 0; i < mdlen; i++) {
+		hex[2 * i] = "0123456789abcdef"[md[i] >> 4];
+		hex[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	}
+	lua_pushlstring(L, hex, 2 * (size_t)mdlen);
 	return 1;
 }
 
