@@ -2,6 +2,7 @@
 -- unix socket (dir/redis.sock) and a free loopback TCP port.
 --
 --   local srv = redis_server.start(dir)   -- waits until it answers PING
+--   redis_server.new(dir)                 -- the same, not started yet
 --   srv.path, srv.port                    -- where it listens
 --   srv:kill()                            -- SIGKILL, mid-flight
 --   srv:stop()                            -- SIGTERM; both wait for the exit
@@ -68,10 +69,13 @@ end
 function Server:kill() halt(self, "KILL") end
 function Server:stop() halt(self, "TERM") end
 
--- start(dir) -> a running server listening in dir.
+-- new(dir) -> a server for dir, not started yet; start(dir) -> one running.
+function M.new(dir)
+  return setmetatable({ dir = dir, path = dir .. "/redis.sock", port = free_port() }, Server)
+end
+
 function M.start(dir)
-  local self = setmetatable({ dir = dir, path = dir .. "/redis.sock", port = free_port() }, Server)
-  return self:start()
+  return M.new(dir):start()
 end
 
 return M
