@@ -214,10 +214,14 @@ describe("graphcall.redis (on the loop)", function()
     local dir = srv.dir .. "/later"
     assert(os.execute("mkdir -p " .. scratch.q(dir)))
     local later = redis_server.new(dir)
-    local c = open { url = "unix://" .. later.path, backoff = 0.02, max_backoff = 0.05 }
+    local states = {}
+    local c = open { url = "unix://" .. later.path, backoff = 0.02, max_backoff = 0.05,
+                     on_state = function(_, s) states[#states + 1] = s end }
     local ok, err = c:call { "PING" }
     assert.is_nil(ok)
     assert.equal("redis_down", err.kind)
+    assert.matches("No such file", err.message)
+    loop:run_until(nil, 0.1) -- a few retries: "down" once, not once per retry
     later:start()
     local up = c:wait_up(3)
     local pong = c:call { "PING" }
@@ -225,6 +229,7 @@ describe("graphcall.redis (on the loop)", function()
     later:stop()
     assert.is_true(up)
     assert.same({ ok = "PONG" }, pong)
+    assert.same({ "down", "up" }, states)
   end)
 
   it("closes idempotently, failing what is pending, and never reconnects", function()

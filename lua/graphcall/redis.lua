@@ -74,9 +74,9 @@ Conn.__name = "graphcall.redis_conn"
 local connect, went_down
 
 local function set_state(self, state, err)
+  if err then self.last_err = err end
   if self.state == state then return end
   self.state = state
-  if err then self.last_err = err end
   if self.on_state and (state == "up" or state == "down") then
     self.loop:protect(self.on_state, self, state, err)
   end
@@ -177,7 +177,6 @@ local function came_up(self)
   if self.connect_timer then self.loop:cancel_timer(self.connect_timer) end
   self.connect_timer = nil
   self.delay = self.backoff
-  self.was_up = true
   set_state(self, "up")
   local queue = self.queue
   self.queue = {}
@@ -193,9 +192,8 @@ function connect(self)
   local r, err = core.redis_connect(self.target)
   if not r then return went_down(self, err.message) end
   self.r = r
-  -- the first connect queues commands; a reconnect stays "down" (failing
-  -- them fast) until its handshake is answered
-  if not self.was_up then set_state(self, "connecting") end
+  -- the state stays: "connecting" for the first connect (commands queue),
+  -- "down" for a reconnect (they fail fast) until the handshake is answered
   self.watch = self.loop:watch(r:fd(), r:events(), function(rd, wr) on_ready(self, rd, wr) end)
   self.connect_timer = self.loop:timer(self.connect_timeout, function()
     self.connect_timer = nil
@@ -241,7 +239,7 @@ function M.new(loop, opts)
     timeout = opts.timeout, connect_timeout = opts.connect_timeout, reconnect = opts.reconnect,
     backoff = opts.backoff, max_backoff = opts.max_backoff, delay = opts.backoff,
     on_state = opts.on_state or nil,
-    state = "down", -- "connecting" (the first connect only), "up", "down", "closed"
+    state = "connecting", -- the first connect only; then "up", "down", "closed"
     sent = {},      -- hiredis id -> entry { cb =, timer =, done =, internal = (the handshake) }
     queue = {},     -- { args =, entry = } waiting for the handshake
     count = 0,      -- entries not finished
