@@ -12,7 +12,7 @@
 LUA      ?= lua5.4
 CC       ?= cc
 CXX      ?= c++
-PKGS     := lua5.4 libcurl libmicrohttpd libcrypto simdjson
+PKGS     := lua5.4 libcurl libmicrohttpd libcrypto simdjson hiredis
 CFLAGS   ?= -O2 -g
 CXXFLAGS ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -21,7 +21,7 @@ WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 CXXWARN  := -std=c++17 -Wall -Wextra -Werror -Wshadow -Wmissing-declarations \
             -Wno-missing-field-initializers
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs libcurl libmicrohttpd libcrypto simdjson) -lstdc++
+PKG_LIBS   = $(shell pkg-config --libs libcurl libmicrohttpd libcrypto simdjson hiredis) -lstdc++
 ALL_CFLAGS = $(WARN) $(CFLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS)
 ALL_CXXFLAGS = $(CXXWARN) $(CXXFLAGS) -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS)
 

@@ -25,6 +25,7 @@ external_dependencies = {
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
   CRYPTO = { header = "openssl/rand.h", library = "crypto" },
   SIMDJSON = { header = "simdjson.h", library = "simdjson" },
+  HIREDIS = { header = "hiredis/async.h", library = "hiredis" },
 }
 build = {
   type = "builtin",
@@ -36,15 +37,15 @@ build = {
         "src/json/fields.c",
         "src/out/request.c", "src/out/joinlink.c",
         "src/in/notification.c", "src/in/jwt.c",
-        "src/net/http.c", "src/net/server.c",
+        "src/net/http.c", "src/net/server.c", "src/net/redis.c",
         -- C++ (simdjson), compiled by the same driver as the C files
         -- (gcc picks the language from the extension; Debian's g++)
         "src/json/scan.cpp",
       },
       defines = { "_DEFAULT_SOURCE" },
-      incdirs = { "src", "$(CURL_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(CRYPTO_INCDIR)", "$(SIMDJSON_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(SIMDJSON_LIBDIR)" },
-      libraries = { "curl", "microhttpd", "crypto", "simdjson", "stdc++" },
+      incdirs = { "src", "$(CURL_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(CRYPTO_INCDIR)", "$(SIMDJSON_INCDIR)", "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(SIMDJSON_LIBDIR)", "$(HIREDIS_LIBDIR)" },
+      libraries = { "curl", "microhttpd", "crypto", "simdjson", "hiredis", "stdc++" },
     },
     -- the Lua modules: every file under lua/ is installed as a module
     -- (graphcall, graphcall.client, ...) by the builtin build's convention

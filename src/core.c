@@ -62,6 +62,8 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "server", gc_l_server },
 		{ "jwt_verifier", gc_l_jwt_verifier },
 		{ "jwt_signer", gc_l_jwt_signer },
+		{ "redis_connect", gc_l_redis_connect },
+		{ "redis_sha1", gc_l_redis_sha1 },
 		{ "uuid", gc_l_uuid },
 		{ "url_encode", gc_l_url_encode },
 		{ "url_decode", gc_l_url_decode },
@@ -83,6 +85,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	gc_open_http(L);
 	gc_open_server(L);
 	gc_open_jwt(L);
+	gc_open_redis(L);
 
 	luaL_newlibtable(L, funcs);
 	push_state(L);

@@ -23,6 +23,7 @@
 #define GC_SERVER_MT "graphcall.server"
 #define GC_VERIFIER_MT "graphcall.jwt_verifier"
 #define GC_SIGNER_MT "graphcall.jwt_signer"
+#define GC_REDIS_MT "graphcall.redis"
 
 /* Limits of the notification parser (documented in the README). */
 #define GC_NOTIFY_MAX_BYTES_DEFAULT (1024 * 1024)
@@ -34,6 +35,9 @@
 #define GC_EXTRA_MAX_NODES 10000
 #define GC_URL_MAX 8192
 #define GC_CALLBACK_MAX 2048
+
+/* Nesting a Redis reply may have (hiredis itself stops at 7). */
+#define GC_REDIS_MAX_DEPTH 16
 
 /* Every module function gets the module state table as upvalue 1; it holds
  * the private lua-cjson instance ("encode", "decode") and the "null"
@@ -83,6 +87,7 @@ void gc_open_notification(lua_State *L);  /* the state table on top */
 void gc_open_http(lua_State *L);
 void gc_open_server(lua_State *L);
 void gc_open_jwt(lua_State *L);
+void gc_open_redis(lua_State *L);
 
 int gc_l_build_request(lua_State *L);
 int gc_l_build_body(lua_State *L);
@@ -103,6 +108,8 @@ int gc_l_http(lua_State *L);
 int gc_l_server(lua_State *L);
 int gc_l_jwt_verifier(lua_State *L);
 int gc_l_jwt_signer(lua_State *L);
+int gc_l_redis_connect(lua_State *L);
+int gc_l_redis_sha1(lua_State *L);
 int gc_l_uuid(lua_State *L);
 void gc_uuid_init(void);
 int gc_l_url_encode(lua_State *L);
