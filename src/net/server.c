@@ -36,6 +36,7 @@
 #include <microhttpd.h>
 
 #include "graphcall.h"
+#include "common/list.h"
 
 #define WHERE "graphcall.server"
 
@@ -78,8 +79,8 @@ struct server;
 
 struct rq {
 	struct server *srv;
-	struct rq *aprev, *anext;   /* the server's list of live requests */
-	struct rq *lprev, *lnext;   /* queue (RQ_QUEUED) or pending (RQ_TAKEN) */
+	struct gc_link alive;       /* in the server's list of live requests */
+	struct gc_link waiting;     /* in queue (RQ_QUEUED) or pending (RQ_TAKEN) */
 	struct MHD_Connection *conn;
 	enum phase phase;
 	lua_Integer id;
@@ -102,20 +103,15 @@ struct rq {
 	char uri_chars[];           /* uri points here (one allocation) */
 };
 
-struct rqlist {
-	struct rq *head, *tail;
-	size_t n;
-};
-
 struct server {
 	struct MHD_Daemon *d;
 	int closed;
 	int closing;
 	unsigned int port;
 	lua_Integer next_id;
-	struct rq *all;             /* live requests (doubly linked via a*) */
-	struct rqlist queue;        /* complete, not taken (FIFO) */
-	struct rqlist pending;      /* taken, not answered */
+	struct gc_list all;         /* live requests (struct rq.alive) */
+	struct gc_list queue;       /* complete, not taken (FIFO; rq.waiting) */
+	struct gc_list pending;     /* taken, not answered (rq.waiting) */
 	size_t resumed;             /* answered, response not yet queued */
 	int running;                /* inside MHD_run: it may not be re-entered */
 	int close_deferred;         /* srv:close() from a handler: after MHD_run */
@@ -173,47 +169,16 @@ static int is_tchar(int c)
 	       (c >= 'A' && c <= 'Z') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static void list_push(struct rqlist *l, struct rq *r)
-{
-	r->lnext = NULL;
-	r->lprev = l->tail;
-	if (l->tail)
-		l->tail->lnext = r;
-	else
-		l->head = r;
-	l->tail = r;
-	l->n++;
-}
-
-static void list_remove(struct rqlist *l, struct rq *r)
-{
-	if (r->lprev)
-		r->lprev->lnext = r->lnext;
-	else
-		l->head = r->lnext;
-	if (r->lnext)
-		r->lnext->lprev = r->lprev;
-	else
-		l->tail = r->lprev;
-	r->lprev = r->lnext = NULL;
-	l->n--;
-}
-
 /* Unlink r from whatever lists hold it and free it with what it owns. */
 static void rq_free(struct rq *r)
 {
 	struct server *s = r->srv;
 
 	if (r->phase == RQ_QUEUED)
-		list_remove(&s->queue, r);
+		gc_list_remove(&s->queue, &r->waiting);
 	else if (r->phase == RQ_TAKEN)
-		list_remove(&s->pending, r);
-	if (r->aprev)
-		r->aprev->anext = r->anext;
-	else
-		s->all = r->anext;
-	if (r->anext)
-		r->anext->aprev = r->aprev;
+		gc_list_remove(&s->pending, &r->waiting);
+	gc_list_remove(&s->all, &r->alive);
 	if (r->response) {
 		MHD_destroy_response(r->response);
 		s->resumed--;
@@ -251,10 +216,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->phase = RQ_RECEIVING;
 	if (s->request_timeout_ms > 0)
 		r->deadline_ms = now_ms() + s->request_timeout_ms;
-	r->anext = s->all;
-	if (s->all)
-		s->all->aprev = r;
-	s->all = r;
+	gc_list_push(&s->all, &r->alive);
 	return r;
 }
 
@@ -610,7 +572,7 @@ static enum MHD_Result run_handler(struct server *s, struct rq *r)
 	int failed;
 
 	r->phase = RQ_TAKEN;
-	list_push(&s->pending, r);
+	gc_list_push(&s->pending, &r->waiting);
 	s->current = r;
 	s->handled++;
 	lua_pushcfunction(L, call_handler);
@@ -625,7 +587,7 @@ static enum MHD_Result run_handler(struct server *s, struct rq *r)
 	}
 	s->current = NULL;
 	if (r->phase == RQ_TAKEN)
-		list_remove(&s->pending, r);
+		gc_list_remove(&s->pending, &r->waiting);
 	if (s->closing) {  /* the handler closed the server */
 		if (r->response) {
 			MHD_destroy_response(r->response);
@@ -646,7 +608,7 @@ static enum MHD_Result run_handler(struct server *s, struct rq *r)
 			return reject(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "handlerError",
 			              "the request handler failed", NULL);
 		/* answered later: wait suspended, as a queued request does */
-		list_push(&s->pending, r);
+		gc_list_push(&s->pending, &r->waiting);
 		MHD_suspend_connection(r->conn);
 		return MHD_YES;
 	default:  /* aborted by the handler */
@@ -702,7 +664,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 	if (s->L)
 		return run_handler(s, r);
 	r->phase = RQ_QUEUED;
-	list_push(&s->queue, r);
+	gc_list_push(&s->queue, &r->waiting);
 	MHD_suspend_connection(conn);
 	return MHD_YES;
 }
@@ -722,7 +684,9 @@ static long long expire_requests(struct server *s)
 	if (s->request_timeout_ms <= 0)
 		return -1;
 	now = now_ms();
-	for (struct rq *r = s->all; r; r = r->anext) {
+	for (struct gc_link *k = s->all.head; k; k = k->next) {
+		struct rq *r = GC_CONTAINER(k, struct rq, alive);
+
 		if (r->phase != RQ_RECEIVING || r->expired || !r->deadline_ms)
 			continue;
 		if (now >= r->deadline_ms) {
@@ -759,8 +723,9 @@ static void shut_down(struct server *s)
 	s->closing = 1;
 	/* No connection may stay suspended through MHD_stop_daemon: resume
 	 * every waiting one marked aborted, so the handler closes it. */
-	while ((r = s->queue.head) || (r = s->pending.head)) {
-		list_remove(r->phase == RQ_QUEUED ? &s->queue : &s->pending, r);
+	while ((r = GC_LIST_FIRST(&s->queue, struct rq, waiting)) ||
+	       (r = GC_LIST_FIRST(&s->pending, struct rq, waiting))) {
+		gc_list_remove(r->phase == RQ_QUEUED ? &s->queue : &s->pending, &r->waiting);
 		r->phase = RQ_ABORTED;
 		MHD_resume_connection(r->conn);
 	}
@@ -771,8 +736,8 @@ static void shut_down(struct server *s)
 		MHD_stop_daemon(s->d);
 		s->d = NULL;
 	}
-	while (s->all)
-		rq_free(s->all);
+	while (s->all.head)
+		rq_free(GC_CONTAINER(s->all.head, struct rq, alive));
 	s->closed = 1;
 }
 
@@ -990,7 +955,7 @@ static void push_request(lua_State *L, struct rq *r)
 static int srv_next(lua_State *L)
 {
 	struct server *s = check_server(L);
-	struct rq *r = s->queue.head;
+	struct rq *r = GC_LIST_FIRST(&s->queue, struct rq, waiting);
 
 	if (!r) {
 		lua_pushnil(L);
@@ -999,9 +964,9 @@ static int srv_next(lua_State *L)
 	/* Build the whole table first: if it raises (memory), the request
 	 * stays queued. */
 	push_request(L, r);
-	list_remove(&s->queue, r);
+	gc_list_remove(&s->queue, &r->waiting);
 	r->phase = RQ_TAKEN;
-	list_push(&s->pending, r);
+	gc_list_push(&s->pending, &r->waiting);
 	/* the body is in the Lua string now */
 	free(r->body);
 	r->body = NULL;
@@ -1060,11 +1025,12 @@ static struct MHD_Response *partial_response(const char *body, size_t len)
 
 static struct rq *find_pending(lua_State *L, struct server *s, lua_Integer id, const char *what)
 {
-	struct rq *r;
+	for (struct gc_link *k = s->pending.head; k; k = k->next) {
+		struct rq *r = GC_CONTAINER(k, struct rq, waiting);
 
-	for (r = s->pending.head; r; r = r->lnext)
 		if (r->id == id)
 			return r;
+	}
 	luaL_error(L, WHERE ": %s: unknown or already answered request id %I", what, id);
 	return NULL;
 }
@@ -1131,7 +1097,7 @@ static int srv_respond(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	list_remove(&s->pending, r);
+	gc_list_remove(&s->pending, &r->waiting);
 	r->phase = RQ_ANSWERED;
 	r->response = resp;
 	r->status = (unsigned int)status;
@@ -1150,7 +1116,7 @@ static int srv_abort(lua_State *L)
 	struct server *s = check_server(L);
 	struct rq *r = find_pending(L, s, luaL_checkinteger(L, 2), "abort");
 
-	list_remove(&s->pending, r);
+	gc_list_remove(&s->pending, &r->waiting);
 	r->phase = RQ_ABORTED;
 	if (r == s->current)  /* its handler is running: closed when it returns */
 		return 0;
