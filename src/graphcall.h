@@ -10,6 +10,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "common/options.h"
+
 #define GC_EXPORT __attribute__((visibility("default")))
 
 #define GC_VERSION "0.1.0"
@@ -57,11 +59,6 @@ int gc_fail(lua_State *L, const char *kind, const char *fmt, ...);
  * at the top of the stack (popped). Pushes the result and returns 1, or
  * pushes the cjson error message and returns 0. Never raises for bad data. */
 int gc_json_call(lua_State *L, const char *name);
-
-/* Raise "<where>: unknown key '<k>'" when the table at idx has a key that is
- * not in the NULL-terminated list. */
-void gc_check_keys(lua_State *L, int idx, const char *where,
-                   const char *const allowed[]);
 
 /* 1 when the table at idx is a non-empty sequence 1..n with no other keys;
  * *n receives its length. */
