@@ -1,5 +1,5 @@
-/* Shared helpers: UTF-8 validation, error values, lua-cjson calls, the
- * array check (option tables: common/options.c). None of them allocates
+/* Shared helpers: UTF-8 validation, error values, the array check
+ * (option tables: common/options.c). None of them allocates
  * outside the Lua heap, so raising from here never leaks. */
 #include <stdarg.h>
 #include <string.h>
@@ -77,23 +77,6 @@ int gc_fail(lua_State *L, const char *kind, const char *fmt, ...)
 	push_verror(L, kind, fmt, ap);
 	va_end(ap);
 	return 2;
-}
-
-int gc_json_call(lua_State *L, const char *name)
-{
-	lua_getfield(L, GC_STATE, name);  /* value fn */
-	lua_insert(L, -2);                /* fn value */
-	lua_call(L, 1, 2);                /* cjson.safe: result | nil, msg */
-	if (lua_isnil(L, -2)) {
-		lua_remove(L, -2);        /* msg */
-		if (!lua_isstring(L, -1)) {
-			lua_pop(L, 1);
-			lua_pushliteral(L, "empty input");
-		}
-		return 0;
-	}
-	lua_pop(L, 1);
-	return 1;
 }
 
 int gc_is_array(lua_State *L, int idx, lua_Integer *n)
