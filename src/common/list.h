@@ -57,19 +57,6 @@ static inline void gc_list_push(struct gc_list *l, struct gc_link *k)
 	l->n++;
 }
 
-/* Insert k (in no list) at the front of l. */
-static inline void gc_list_push_front(struct gc_list *l, struct gc_link *k)
-{
-	k->prev = NULL;
-	k->next = l->head;
-	if (l->head)
-		l->head->prev = k;
-	else
-		l->tail = k;
-	l->head = k;
-	l->n++;
-}
-
 /* Unlink k, which is in l. */
 static inline void gc_list_remove(struct gc_list *l, struct gc_link *k)
 {
