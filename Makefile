@@ -1,7 +1,7 @@
 # graphcall — developer Makefile. LuaRocks users build with the rockspec.
 #
 #   make deps    install the Debian packages graphcall needs (apt-get, as root)
-#   make         build build/graphcall/core.so
+#   make         build build/graphcall/core.so and build/graphcall/testing.so
 #   make test    deps + build + luacheck + busted under Lua 5.4
 #   make demo    deps + build + the demo bot against the local Graph emulator
 #   make bench   the benchmark suite against the peers (bench/RESULTS.md)
@@ -27,11 +27,17 @@ ALL_CXXFLAGS = $(CXXWARN) $(CXXFLAGS) -fPIC -fvisibility=hidden -Isrc $(PKG_CFLA
 
 # src/ by layer: common/ (errors, options, UTF-8, UUID), json/ (the JSON
 # seam), out/ (requests), in/ (notifications, JWT), net/ (HTTP, server, Redis).
-SRC    := $(wildcard src/*.c src/*/*.c)
+# src/testing/ is the test-only module graphcall.testing (the JWT signer),
+# which also links the few core files it needs (TESTING_SRC).
+SRC    := $(filter-out src/testing/%,$(wildcard src/*.c src/*/*.c))
 CXXSRC := $(wildcard src/*/*.cpp)
 HDR    := $(wildcard src/*.h src/*/*.h)
 OBJ    := $(SRC:src/%.c=build/obj/%.o) $(CXXSRC:src/%.cpp=build/obj/%.o)
 MODULE := build/graphcall/core.so
+TESTING_SRC := src/testing/jwt_sign.c src/in/jws.c src/json/cjson.c src/common/options.c \
+               src/common/udata.c
+TESTING_OBJ := $(TESTING_SRC:src/%.c=build/obj/%.o)
+TESTING := build/graphcall/testing.so
 
 # Debian packages: runtime, then test tools.
 DEPS := pkg-config gcc g++ make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
@@ -42,11 +48,15 @@ DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
 
 .PHONY: all deps dev-deps test lint unit demo bench fuzz asan valgrind clean
 
-all: $(MODULE)
+all: $(MODULE) $(TESTING)
 
 $(MODULE): $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(OBJ) $(PKG_LIBS)
+
+$(TESTING): $(TESTING_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(TESTING_OBJ) -lcrypto
 
 build/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -74,7 +84,7 @@ lint:
 	luacheck -q lua spec examples bin
 
 # busted's own launcher runs Lua 5.1 on Debian; run its runner under 5.4.
-unit: $(MODULE)
+unit: $(MODULE) $(TESTING)
 	$(LUA) /usr/bin/busted
 
 test: deps
@@ -94,6 +104,12 @@ demo: deps
 ASAN_RT    = $(shell clang -print-file-name=libclang_rt.asan-x86_64.so)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_MOD   = build/asan/graphcall/core.so
+ASAN_TESTING = build/asan/graphcall/testing.so
+
+$(ASAN_TESTING): $(TESTING_SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	clang $(WARN) -O1 -g $(ASAN_FLAGS) -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -Isrc $(PKG_CFLAGS) \
+	  -shared -shared-libasan -o $@ $(TESTING_SRC) -lcrypto
 
 $(ASAN_MOD): $(SRC) $(CXXSRC) $(HDR)
 	@mkdir -p $(dir $@) build/asan/obj
@@ -113,7 +129,7 @@ build/asan/bin/curl:
 	chmod +x $@
 
 asan:
-	@$(MAKE) --no-print-directory dev-deps all $(ASAN_MOD) build/asan/bin/curl
+	@$(MAKE) --no-print-directory dev-deps all $(ASAN_MOD) $(ASAN_TESTING) build/asan/bin/curl
 	PATH=$(CURDIR)/build/asan/bin:$$PATH GRAPHCALL_MEMCHECK=1 \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LD_PRELOAD=$(ASAN_RT) $(LUA) /usr/bin/busted --cpath='./build/asan/?.so'

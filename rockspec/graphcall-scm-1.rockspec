@@ -34,10 +34,12 @@ build = {
       sources = {
         "src/core.c",
         "src/common/util.c", "src/common/url.c", "src/common/uuid.c",
-        "src/json/fields.c",
+        "src/common/options.c", "src/common/udata.c",
+        "src/json/cjson.c", "src/json/scanner.c", "src/json/object.c", "src/json/fields.c",
         "src/out/request.c", "src/out/joinlink.c",
-        "src/in/notification.c", "src/in/jwt.c",
-        "src/net/http.c", "src/net/server.c", "src/net/redis.c",
+        "src/in/notification.c", "src/in/jwt_verify.c", "src/in/jwk.c", "src/in/jws.c",
+        "src/net/http.c", "src/net/server.c", "src/net/server_read.c", "src/net/server_respond.c",
+        "src/net/redis.c",
         -- C++ (simdjson), compiled by the same driver as the C files
         -- (gcc picks the language from the extension; Debian's g++)
         "src/json/scan.cpp",
@@ -46,6 +48,17 @@ build = {
       incdirs = { "src", "$(CURL_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(CRYPTO_INCDIR)", "$(SIMDJSON_INCDIR)", "$(HIREDIS_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(SIMDJSON_LIBDIR)", "$(HIREDIS_LIBDIR)" },
       libraries = { "curl", "microhttpd", "crypto", "simdjson", "hiredis", "stdc++" },
+    },
+    -- test-only: the JWT signer the emulator and the specs sign with
+    ["graphcall.testing"] = {
+      sources = {
+        "src/testing/jwt_sign.c", "src/in/jws.c", "src/json/cjson.c",
+        "src/common/options.c", "src/common/udata.c",
+      },
+      defines = { "_DEFAULT_SOURCE" },
+      incdirs = { "src", "$(CRYPTO_INCDIR)" },
+      libdirs = { "$(CRYPTO_LIBDIR)" },
+      libraries = { "crypto" },
     },
     -- the Lua modules: every file under lua/ is installed as a module
     -- (graphcall, graphcall.client, ...) by the builtin build's convention

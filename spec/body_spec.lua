@@ -104,7 +104,7 @@ end
 local function build(case)
   local _, mode, spec = case[1], case[2], case[3]
   local req = client["prepare_" .. mode](client, spec)
-  return req, core.build_body(client, spec, mode)
+  return req, core.build_body(client.app_id, spec, mode, client.callback_uri)
 end
 
 describe("the written body", function()
@@ -140,14 +140,14 @@ describe("the written body", function()
       local req = client:prepare_call { subject = big, targets = { heidi() } }
       assert.equal(big, cjson.decode(req.body).subject)
       local small = client:prepare_call { subject = "s", targets = { heidi() } }
-      assert.same(core.build_body(client, { subject = "s", targets = { heidi() } }, "call"),
+      assert.same(core.build_body(client.app_id, { subject = "s", targets = { heidi() } }, "call", client.callback_uri),
         cjson.decode(small.body))
     end
   end)
 
   it("is whole after a spec that failed midway", function()
     local good = { subject = "after", targets = { heidi() }, media = prompts() }
-    local expected = core.build_body(client, good, "call")
+    local expected = core.build_body(client.app_id, good, "call", client.callback_uri)
     -- each fails after part of the body is written
     local bad = {
       { subject = "x", targets = { heidi() }, media = { type = "nope" } },
@@ -159,7 +159,7 @@ describe("the written body", function()
     for _, spec in ipairs(bad) do
       local ok, err = pcall(client.prepare_call, client, spec)
       assert.is_false(ok)
-      local ok2, err2 = pcall(core.build_body, client, spec, "call")
+      local ok2, err2 = pcall(core.build_body, client.app_id, spec, "call", client.callback_uri)
       assert.is_false(ok2)
       assert.matches(err2, err, 1, true) -- the same builder refuses it the same way
       assert.same(expected, cjson.decode(client:prepare_call(good).body))
@@ -170,8 +170,8 @@ describe("the written body", function()
     local spec = { subject = string.rep("outer ", 200), targets = { heidi(), heidi("B"), heidi("C") },
       media = prompts(), extra = { a = { 1, 2, 3 }, b = { c = { d = "e" } } } }
     local inner_spec = { subject = "inner", targets = { heidi("inner") } }
-    local expected = cjson.encode(core.build_body(client, spec, "call"))
-    local inner_expected = core.build_body(client, inner_spec, "call")
+    local expected = cjson.encode(core.build_body(client.app_id, spec, "call", client.callback_uri))
+    local inner_expected = core.build_body(client.app_id, inner_spec, "call", client.callback_uri)
     local building, nested, inner = false, 0, {}
     local function finalizer()
       if building then nested = nested + 1 end
@@ -192,7 +192,7 @@ describe("the written body", function()
   end)
 
   it("build_parts gives the tables the operations merge", function()
-    local p = core.build_parts(client, { targets = { heidi('a "b"') }, modalities = { "audio" },
+    local p = core.build_parts(client.app_id, { targets = { heidi('a "b"') }, modalities = { "audio" },
       media = prompts(), callback_uri = "https://bot.contoso.com/x" })
     assert.same({
       callbackUri = "https://bot.contoso.com/x",
@@ -203,6 +203,6 @@ describe("the written body", function()
         { uri = "https://cdn.contoso.com/beep.wav", resourceId = "1D6DE2D4-CD51-4309-8DAA-70768651088E" },
         { uri = "https://cdn.contoso.com/cool.wav", resourceId = "1D6DE2D4-CD51-4309-8DAA-70768651088F" } } },
     }, p)
-    assert.same({}, core.build_parts(client, {}))
+    assert.same({}, core.build_parts(client.app_id, {}))
   end)
 end)

@@ -1,9 +1,10 @@
--- core.jwt_verifier and core.jwt_signer: the Bearer tokens of Graph
+-- core.jwt_verifier and testing.jwt_signer: the Bearer tokens of Graph
 -- callbacks (security.md 6.D, items 32-43). A fixed clock (NOW) throughout;
 -- RSA keys are generated once for the file. Hostile tokens are crafted with
 -- the signer (sign_raw signs any header/payload text) and, where a key the
 -- signer cannot hold is needed (HMAC, x5c, 1024-bit), with the openssl CLI.
 local core = require "graphcall.core"
+local testing = require "graphcall.testing"
 local cjson = require("cjson").new()
 
 local NOW = 1700000000
@@ -141,9 +142,9 @@ local function split(token)
 end
 
 -- Keys: generated once for the whole file.
-local S1 = core.jwt_signer()
-local S2 = core.jwt_signer()
-local S3 = core.jwt_signer { bits = 3072 }
+local S1 = testing.jwt_signer()
+local S2 = testing.jwt_signer()
+local S3 = testing.jwt_signer { bits = 3072 }
 local JWKS = '{"keys":[' .. S1:jwk("k1") .. "," .. S2:jwk("k2") .. "]}"
 
 local function verifier(opts)
@@ -975,7 +976,7 @@ describe("core.jwt_verifier", function()
     it("raises on unknown option keys, naming the key", function()
       raises("unknown key 'audiance'", core.jwt_verifier, { audience = APP, audiance = APP })
       raises("unknown key 'leeway'", core.jwt_verifier, { audience = APP, leeway = 5 })
-      raises("unknown key 'size'", core.jwt_signer, { size = 2048 })
+      raises("unknown key 'size'", testing.jwt_signer, { size = 2048 })
     end)
 
     it("raises without a table or a usable audience", function()
@@ -1028,10 +1029,10 @@ describe("core.jwt_verifier", function()
     end)
 
     it("raises on bad signer options and arguments", function()
-      raises("bits", core.jwt_signer, { bits = 1024 })
-      raises("bits", core.jwt_signer, { bits = 8192 })
-      raises("bits", core.jwt_signer, { bits = "2048" })
-      raises("table expected", core.jwt_signer, 2048)
+      raises("bits", testing.jwt_signer, { bits = 1024 })
+      raises("bits", testing.jwt_signer, { bits = 8192 })
+      raises("bits", testing.jwt_signer, { bits = "2048" })
+      raises("table expected", testing.jwt_signer, 2048)
       raises("alg", S1.sign, S1, claims(), { alg = "HS256" })
       raises("strings", S1.sign, S1, claims(), { kid = 1 })
       raises("bad argument #2", S1.sign, S1, { sub = "x" })
@@ -1123,7 +1124,7 @@ describe("core.jwt_verifier", function()
     end)
 
     it("closes a signer idempotently", function()
-      local s = core.jwt_signer()
+      local s = testing.jwt_signer()
       assert.equal("graphcall.jwt_signer: RSA 2048", tostring(s))
       do
         local t <close> = s

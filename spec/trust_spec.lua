@@ -159,7 +159,7 @@ describe("verified callbacks", function()
   it("refuses, with 401 and without calling the handler, every bad token", function()
     local w = world()
     assert.equal(202, w.post("Bearer " .. w.emu:sign_claims(claims())).status) -- loads the keys
-    local other = require("graphcall.core").jwt_signer()
+    local other = require("graphcall.testing").jwt_signer()
     local bad = {
       { nil, "no Bearer token" },
       { "Basic dXNlcjpwYXNz", "no Bearer token" },
@@ -187,7 +187,7 @@ describe("verified callbacks", function()
 
   it("an unknown kid refreshes the keys once, then fails; random kids cause no fetch storm", function()
     local w = world()
-    local other = require("graphcall.core").jwt_signer()
+    local other = require("graphcall.testing").jwt_signer()
     local r = w.post("Bearer " .. other:sign(cjson.encode(claims()), { kid = "unknown-1" }))
     assert.equal(401, r.status)
     assert.equal(1, w.count("^/v1/keys$"))

@@ -4,46 +4,6 @@
 
 #include "graphcall.h"
 
-/* The module's private lua-cjson instance, configured for untrusted input:
- * bounded depth, no NaN/Infinity/hex numbers. Other users of cjson keep
- * their own settings. */
-static void push_state(lua_State *L)
-{
-	int inst;
-
-	lua_createtable(L, 0, 3);
-	lua_getglobal(L, "require");
-	lua_pushliteral(L, "cjson.safe");
-	lua_call(L, 1, 1);
-	lua_getfield(L, -1, "new");
-	lua_call(L, 0, 1);
-	inst = lua_gettop(L);
-
-	lua_getfield(L, inst, "decode_max_depth");
-	lua_pushinteger(L, GC_NOTIFY_MAX_DEPTH);
-	lua_call(L, 1, 0);
-	lua_getfield(L, inst, "encode_max_depth");
-	lua_pushinteger(L, GC_SPEC_MAX_DEPTH + 8);
-	lua_call(L, 1, 0);
-	lua_getfield(L, inst, "decode_invalid_numbers");
-	lua_pushboolean(L, 0);
-	lua_call(L, 1, 0);
-	lua_getfield(L, inst, "encode_invalid_numbers");
-	lua_pushboolean(L, 0);
-	lua_call(L, 1, 0);
-	lua_getfield(L, inst, "encode_number_precision");
-	lua_pushinteger(L, 14);
-	lua_call(L, 1, 0);
-
-	lua_getfield(L, inst, "encode");
-	lua_setfield(L, inst - 2, "encode");
-	lua_getfield(L, inst, "decode");
-	lua_setfield(L, inst - 2, "decode");
-	lua_getfield(L, inst, "null");
-	lua_setfield(L, inst - 2, "null");
-	lua_settop(L, inst - 2);
-}
-
 GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 {
 	static int curl_ready;
@@ -61,7 +21,6 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "http", gc_l_http },
 		{ "server", gc_l_server },
 		{ "jwt_verifier", gc_l_jwt_verifier },
-		{ "jwt_signer", gc_l_jwt_signer },
 		{ "redis_connect", gc_l_redis_connect },
 		{ "redis_sha1", gc_l_redis_sha1 },
 		{ "uuid", gc_l_uuid },
@@ -86,9 +45,10 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	gc_open_server(L);
 	gc_open_jwt(L);
 	gc_open_redis(L);
+	gc_open_scanner(L);
 
 	luaL_newlibtable(L, funcs);
-	push_state(L);
+	gc_json_push_state(L, GC_NOTIFY_MAX_DEPTH, GC_SPEC_MAX_DEPTH + 8);
 	gc_open_notification(L);         /* its metamethods share the state */
 	lua_getfield(L, -1, "null");
 	lua_setfield(L, -3, "null");

@@ -10,6 +10,9 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "common/options.h"
+#include "json/json.h"
+
 #define GC_EXPORT __attribute__((visibility("default")))
 
 #define GC_VERSION "0.1.0"
@@ -57,16 +60,6 @@ void gc_push_error(lua_State *L, const char *kind, const char *fmt, ...);
 /* Return nil, err (two results) for a runtime failure. */
 int gc_fail(lua_State *L, const char *kind, const char *fmt, ...);
 
-/* Call the cjson instance's function `name` ("encode"/"decode") on the value
- * at the top of the stack (popped). Pushes the result and returns 1, or
- * pushes the cjson error message and returns 0. Never raises for bad data. */
-int gc_json_call(lua_State *L, const char *name);
-
-/* Raise "<where>: unknown key '<k>'" when the table at idx has a key that is
- * not in the NULL-terminated list. */
-void gc_check_keys(lua_State *L, int idx, const char *where,
-                   const char *const allowed[]);
-
 /* 1 when the table at idx is a non-empty sequence 1..n with no other keys;
  * *n receives its length. */
 int gc_is_array(lua_State *L, int idx, lua_Integer *n);
@@ -98,16 +91,11 @@ int gc_l_check_guid(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_parse_notifications_reference(lua_State *L);  /* fuzzing only */
 int gc_l_json_fields(lua_State *L);
-/* The module's reusable simdjson parser (src/in/notification.c): take pushes
- * its holder (NULL: out of memory), give_back returns the one at idx. */
-struct gc_jscan *gc_scanner_take(lua_State *L, size_t len);
-void gc_scanner_give_back(lua_State *L, int idx);
 int gc_l_parse_join_url(lua_State *L);
 int gc_l_new_error(lua_State *L);
 int gc_l_http(lua_State *L);
 int gc_l_server(lua_State *L);
 int gc_l_jwt_verifier(lua_State *L);
-int gc_l_jwt_signer(lua_State *L);
 int gc_l_redis_connect(lua_State *L);
 int gc_l_redis_sha1(lua_State *L);
 int gc_l_uuid(lua_State *L);

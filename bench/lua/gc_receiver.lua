@@ -30,7 +30,7 @@ end
 
 local keys
 if verify then
-  local signer = core.jwt_signer()
+  local signer = require("graphcall.testing").jwt_signer()
   keys = '{"keys":[' .. signer:jwk("bench-key") .. "]}"
   local now = os.time()
   write("token", signer:sign(cjson.encode {

@@ -127,7 +127,7 @@ local function build(self, spec, mode)
   if type(spec) ~= "table" then
     error(("graphcall.prepare_%s: expected a spec table, got %s"):format(mode, type(spec)), 3)
   end
-  local ok, req = pcall(core.build_request, self, spec, mode)
+  local ok, req = pcall(core.build_request, self.app_id, spec, mode, self.callback_uri, self.graph_url, self.endpoint)
   if not ok then error(("graphcall.prepare_%s: %s"):format(mode, req), 3) end
   return req
 end

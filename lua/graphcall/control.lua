@@ -29,7 +29,7 @@ end
 -- Build request parts with the C builder (identities, media, modalities),
 -- raising with the action's name on a bad value.
 local function parts(self, name, spec)
-  local ok, p = pcall(core.build_parts, self.client, spec)
+  local ok, p = pcall(core.build_parts, self.client.app_id, spec)
   if not ok then error(("graphcall: call:%s: %s"):format(name, p), 3) end
   return p
 end

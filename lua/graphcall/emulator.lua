@@ -28,7 +28,7 @@
 -- configuration and JWKS Graph publishes (`/v1/.well-known/OpenIdConfiguration`,
 -- `/v1/keys`); its notifications carry an RS256 JWT signed like Graph's.
 -- @module graphcall.emulator
-local core = require "graphcall.core"
+local core = setmetatable({jwt_signer = require("graphcall.testing").jwt_signer}, {__index = require "graphcall.core"})
 local graphcall_loop = require "graphcall.loop"
 local cjson = require("cjson.safe").new()
 

@@ -1,6 +1,7 @@
 /* Shared host for the libFuzzer harnesses in spec/fuzz/: one Lua state per
  * process, with graphcall.core linked in (built with ASan + UBSan) and
- * registered in package.preload, so require "graphcall.core" and the Lua
+ * registered in package.preload (and graphcall.testing, the test-only
+ * module), so require "graphcall.core" and the Lua
  * layer (GC_FUZZ_ROOT/lua) see the sanitized module.
  *
  * Every harness calls fz_begin() before an input and fz_end() after it:
@@ -46,6 +47,7 @@
 #define FZ_HEAP_MAX_KB (64 * 1024)
 
 int luaopen_graphcall_core(lua_State *L);
+int luaopen_graphcall_testing(lua_State *L);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
@@ -122,13 +124,15 @@ static lua_State *fz_state(void)
 	luaL_openlibs(L);
 	lua_pushstring(L, GC_FUZZ_ROOT);
 	lua_pushcfunction(L, luaopen_graphcall_core);
+	lua_pushcfunction(L, luaopen_graphcall_testing);
 	fz_run(L, "=fuzz-setup",
-	       "local root, open = ...\n"
+	       "local root, open, open_testing = ...\n"
 	       "package.path = root .. '/lua/?.lua;' .. root .. '/lua/?/init.lua'\n"
 	       "package.cpath = package.cpath:gsub('%./%?%.so;?', ''):gsub(';$', '')\n"
 	       "package.preload['graphcall.core'] = open\n"
+	       "package.preload['graphcall.testing'] = open_testing\n"
 	       "return require 'graphcall.core'\n",
-	       2, 1);
+	       3, 1);
 	fz_core_ref = fz_ref(L);
 	fz_L = L;
 	return L;

@@ -4,7 +4,7 @@
  * The key set, built once: "fuzz-fixed", the public half of
  * spec/fuzz/jwt_fixed_key.pem (spec/fuzz/jwt_fixed_jwk.json), so tokens in
  * the corpus signed with that key verify in every run; and "fuzz-kid" /
- * "fuzz-kid-512", a core.jwt_signer made at start-up, which signs what the
+ * "fuzz-kid-512", a graphcall.testing jwt_signer made at start-up, which signs what the
  * fuzzer writes. The verifier: audience APP, tenants {TENANT}, default
  * issuers, skew 300 s, cache of 8 tokens (so eviction runs). Clock NOW.
  *
@@ -45,7 +45,7 @@ static const char setup_src[] =
 	"local f = assert(io.open(root .. '/spec/fuzz/jwt_fixed_jwk.json', 'rb'))\n"
 	"local fixed = f:read('a')\n"
 	"f:close()\n"
-	"local signer = core.jwt_signer()\n"
+	"local signer = require('graphcall.testing').jwt_signer()\n"
 	"local JWKS = '{\"keys\":[' .. fixed .. ',' .. signer:jwk('fuzz-kid') .. ','\n"
 	"  .. signer:jwk('fuzz-kid-512', 'RS512') .. ']}'\n"
 	"local function verifier()\n"

@@ -1,5 +1,6 @@
-/* libFuzzer harness: request construction, core.build_request(config, spec,
- * mode) and core.build_parts(config, spec), from spec tables that a small
+/* libFuzzer harness: request construction, core.build_request(app_id, spec,
+ * mode, callback_uri, graph_url, endpoint) and core.build_parts(app_id,
+ * spec), with the client's values from a config table, from spec tables that a small
  * interpreter builds out of the input bytes.
  *
  * Input: byte 0 configures the call:
@@ -31,7 +32,7 @@
  * passes validation must encode. A built request must have method POST, a
  * url on graph_url, a path, a body that decodes to a JSON object, and kind,
  * and every value of spec.extra must come back from the body unchanged.
- * core.build_body(config, spec, mode), the same builder writing Lua tables,
+ * core.build_body(app_id, spec, mode, callback_uri), the same builder writing Lua tables,
  * must fail with the same message, or give what the written body decodes
  * to. */
 #include "fuzz.h"
@@ -314,7 +315,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (b0 & 16) {
 		fz_push(L, parts_ref);
-		lua_pushvalue(L, config);
+		lua_getfield(L, config, "app_id");
 		lua_pushvalue(L, spec);
 		if (lua_pcall(L, 2, 1, 0) == LUA_OK) {
 			if (!lua_istable(L, -1))
@@ -328,17 +329,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	fz_push(L, body_ref);
-	lua_pushvalue(L, config);
+	lua_getfield(L, config, "app_id");
 	lua_pushvalue(L, spec);
 	lua_pushstring(L, mode);
-	body_ok = lua_pcall(L, 3, 1, 0) == LUA_OK;
+	lua_getfield(L, config, "callback_uri");
+	body_ok = lua_pcall(L, 4, 1, 0) == LUA_OK;
 	tables = lua_gettop(L);
 
 	fz_push(L, build_ref);
-	lua_pushvalue(L, config);
+	lua_getfield(L, config, "app_id");
 	lua_pushvalue(L, spec);
 	lua_pushstring(L, mode);
-	if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
+	lua_getfield(L, config, "callback_uri");
+	lua_getfield(L, config, "graph_url");
+	lua_getfield(L, config, "endpoint");
+	if (lua_pcall(L, 6, 1, 0) == LUA_OK) {
 		int req = lua_gettop(L);
 		if (!body_ok)
 			fz_fail("build_request accepted what build_body refused: %s",

@@ -1,6 +1,6 @@
-/* Shared helpers: UTF-8 validation, error values, lua-cjson calls, option
- * table checks. None of them allocates outside the Lua heap, so raising from
- * here never leaks. */
+/* Shared helpers: UTF-8 validation, error values, the array check
+ * (option tables: common/options.c). None of them allocates
+ * outside the Lua heap, so raising from here never leaks. */
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -77,48 +77,6 @@ int gc_fail(lua_State *L, const char *kind, const char *fmt, ...)
 	push_verror(L, kind, fmt, ap);
 	va_end(ap);
 	return 2;
-}
-
-int gc_json_call(lua_State *L, const char *name)
-{
-	lua_getfield(L, GC_STATE, name);  /* value fn */
-	lua_insert(L, -2);                /* fn value */
-	lua_call(L, 1, 2);                /* cjson.safe: result | nil, msg */
-	if (lua_isnil(L, -2)) {
-		lua_remove(L, -2);        /* msg */
-		if (!lua_isstring(L, -1)) {
-			lua_pop(L, 1);
-			lua_pushliteral(L, "empty input");
-		}
-		return 0;
-	}
-	lua_pop(L, 1);
-	return 1;
-}
-
-void gc_check_keys(lua_State *L, int idx, const char *where,
-                   const char *const allowed[])
-{
-	idx = lua_absindex(L, idx);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		const char *k;
-		int ok = 0;
-
-		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "%s: unexpected %s key (expected named options)",
-			           where, luaL_typename(L, -1));
-		k = lua_tostring(L, -1);
-		for (int i = 0; allowed[i]; i++) {
-			if (k[0] == allowed[i][0] && strcmp(k, allowed[i]) == 0) {
-				ok = 1;
-				break;
-			}
-		}
-		if (!ok)
-			luaL_error(L, "%s: unknown key '%s'", where, k);
-	}
 }
 
 int gc_is_array(lua_State *L, int idx, lua_Integer *n)

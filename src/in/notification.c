@@ -27,13 +27,6 @@
 #include "graphcall.h"
 #include "json/scan.h"
 
-#define GC_SCANNER_MT "graphcall.json_scanner"
-
-/* Bodies up to this size reuse the module's scanner, whose buffers grow to
- * the largest of them; a larger body gets a scanner of its own, freed after
- * the parse. */
-#define SCANNER_KEEP_BYTES (64 * 1024)
-
 /* The fields of a notification, as Lua sees them. */
 enum {
 	F_CHANGE_TYPE, F_RESOURCE, F_RESOURCE_URL, F_CALLBACK_URI, F_CALL_ID, F_KIND,
@@ -548,73 +541,8 @@ static void push_planned(lua_State *L, const plan *pl, int nmt, int pending_idx,
 	}
 }
 
-/* The scanner userdata: owns a gc_jscan; user values 1 and 2 are the
- * metatables of graphcall.notification and graphcall.notifications. */
-typedef struct {
-	gc_jscan *scan;
-} scanner;
-
-static const char scanner_key = 's';   /* its address: the scanner's key in GC_STATE */
-
-static int scanner_close(lua_State *L)
-{
-	scanner *s = luaL_checkudata(L, 1, GC_SCANNER_MT);
-
-	if (s->scan) {
-		gc_jscan_free(s->scan);
-		s->scan = NULL;
-	}
-	return 0;
-}
-
-/* Push a scanner for a body of len bytes and return its gc_jscan (NULL
- * when out of memory). The module's scanner is taken out of the state
- * table while in use, so that a parse run by a finalizer in the middle of
- * this one makes its own, and an error thrown midway only loses it to the
- * collector; gc_scanner_give_back() returns it. */
-gc_jscan *gc_scanner_take(lua_State *L, size_t len)
-{
-	scanner *s;
-
-	if (len <= SCANNER_KEEP_BYTES) {
-		if (lua_rawgetp(L, GC_STATE, &scanner_key) == LUA_TUSERDATA) {
-			lua_pushboolean(L, 0);
-			lua_rawsetp(L, GC_STATE, &scanner_key);
-			s = lua_touserdata(L, -1);
-			if (s->scan)
-				return s->scan;
-		}
-		lua_pop(L, 1);
-	}
-	s = lua_newuserdatauv(L, sizeof *s, 2);
-	s->scan = NULL;
-	luaL_setmetatable(L, GC_SCANNER_MT);
-	luaL_getmetatable(L, GC_NOTIFICATION_MT);
-	lua_setiuservalue(L, -2, 1);
-	luaL_getmetatable(L, GC_NOTIFICATIONS_MT);
-	lua_setiuservalue(L, -2, 2);
-	s->scan = gc_jscan_new(GC_NOTIFY_MAX_DEPTH);
-	return s->scan;
-}
-
-/* The scanner at idx goes back to the state table, or is freed now when
- * its buffers grew past SCANNER_KEEP_BYTES. */
-void gc_scanner_give_back(lua_State *L, int idx)
-{
-	scanner *s = lua_touserdata(L, idx);
-
-	if (s->scan && gc_jscan_capacity(s->scan) <= SCANNER_KEEP_BYTES) {
-		lua_pushvalue(L, idx);
-		lua_rawsetp(L, GC_STATE, &scanner_key);
-	} else if (s->scan) {
-		gc_jscan_free(s->scan);
-		s->scan = NULL;
-	}
-}
-
-/* The envelope checks of the reference pass, on what json_scan read; the
- * scanner is at sc (its user values are the metatables). */
-static int fast_parse(lua_State *L, const gc_jdoc *doc, int body_idx, int sc)
+/* The envelope checks of the reference pass, on what json_scan read. */
+static int fast_parse(lua_State *L, const gc_jdoc *doc, int body_idx)
 {
 	const gc_jval *top = &doc->top, *value = &doc->value;
 	pending_data *pd = NULL;
@@ -637,7 +565,7 @@ static int fast_parse(lua_State *L, const gc_jdoc *doc, int body_idx, int sc)
 		return luaL_error(L, "graphcall.parse_notifications: %I of %I entries read",
 		                  (lua_Integer)doc->nitems, (lua_Integer)n);
 
-	lua_getiuservalue(L, sc, 1);
+	luaL_getmetatable(L, GC_NOTIFICATION_MT);
 	nmt = lua_gettop(L);
 	if (n == 1) {
 		pending = body_idx;
@@ -670,8 +598,7 @@ static int fast_parse(lua_State *L, const gc_jdoc *doc, int body_idx, int sc)
 		             it->data_field);
 		lua_setiuservalue(L, list, (int)i + 1);
 	}
-	lua_getiuservalue(L, sc, 2);
-	lua_setmetatable(L, list);
+	luaL_setmetatable(L, GC_NOTIFICATIONS_MT);
 	return 1;
 }
 
@@ -745,16 +672,16 @@ static int parse(lua_State *L, int fast)
 	 * simdjson checks both, so the checks below only run for the rest. */
 	lua_settop(L, 1);
 	if (fast) {
-		scan = gc_scanner_take(L, len);     /* at 2 */
+		scan = gc_scanner_take(L, GC_STATE, len);     /* at 2 */
 		if (scan) {
 			gc_jdoc doc;
 			if (gc_jscan_parse(scan, body, len, GC_NOTIFY_MAX_ITEMS, &doc) == GC_JSCAN_OK) {
-				int r = fast_parse(L, &doc, 1, 2);
-				gc_scanner_give_back(L, 2);
+				int r = fast_parse(L, &doc, 1);
+				gc_scanner_give_back(L, GC_STATE, 2);
 				return r;
 			}
 		}
-		gc_scanner_give_back(L, 2);
+		gc_scanner_give_back(L, GC_STATE, 2);
 		lua_settop(L, 1);
 	}
 
@@ -1035,11 +962,6 @@ void gc_open_notification(lua_State *L)
 		{ "__tostring", notifications_tostring },
 		{ NULL, NULL }
 	};
-	static const luaL_Reg scan[] = {
-		{ "__gc", scanner_close },
-		{ "__close", scanner_close },
-		{ NULL, NULL }
-	};
 
 	luaL_newmetatable(L, GC_NOTIFICATION_MT);
 	lua_pushvalue(L, -2);
@@ -1048,7 +970,5 @@ void gc_open_notification(lua_State *L)
 	luaL_newmetatable(L, GC_NOTIFICATIONS_MT);
 	lua_pushvalue(L, -1);
 	luaL_setfuncs(L, many, 1);
-	luaL_newmetatable(L, GC_SCANNER_MT);
-	luaL_setfuncs(L, scan, 0);
-	lua_pop(L, 3);
+	lua_pop(L, 2);
 }

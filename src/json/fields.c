@@ -29,7 +29,7 @@ int gc_l_json_fields(lua_State *L)
 	luaL_argcheck(L, n >= 1 && n <= MAX_KEYS, 2, "between 1 and 16 keys");
 	for (int i = 0; i < n; i++)
 		keys[i] = luaL_checkstring(L, i + 2);
-	scan = gc_scanner_take(L, len);          /* at n + 2 */
+	scan = gc_scanner_take(L, GC_STATE, len);          /* at n + 2 */
 	if (scan)
 		r = gc_jscan_members(scan, text, len, keys, (size_t)n, &top, out);
 	if (r == GC_JSCAN_OK) {
@@ -41,12 +41,12 @@ int gc_l_json_fields(lua_State *L)
 				lua_setfield(L, -2, keys[i]);
 			}
 		}
-		gc_scanner_give_back(L, n + 2);
+		gc_scanner_give_back(L, GC_STATE, n + 2);
 		if (top.type != GC_JT_OBJECT && top.type != GC_JT_ARRAY)
 			lua_pushnil(L);
 		return 1;
 	}
-	gc_scanner_give_back(L, n + 2);
+	gc_scanner_give_back(L, GC_STATE, n + 2);
 	if (r == GC_JSCAN_NOMEM)
 		return luaL_error(L, "graphcall.json_fields: out of memory");
 

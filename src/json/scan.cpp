@@ -9,7 +9,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <new>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -183,9 +185,11 @@ struct cursor {
 	bool ok;
 };
 
+/* JSON white space, and the form feed lua-cjson also takes (simdjson
+ * does not: a text it validated has none). */
 static bool is_ws(char c) noexcept
 {
-	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f';
 }
 
 static void skip_ws(cursor *c) noexcept
@@ -332,6 +336,158 @@ static bool locate(const char *body, size_t len, size_t value_field, gc_jspan *s
 	return c.ok;
 }
 
+/* --- duplicate member names ------------------------------------------------
+ *
+ * A plain pass over a JSON text that lua-cjson accepted (so well-formed),
+ * with the cursor above: for each object, its member names are collected
+ * unescaped ("a" and "\u0061" are one name), sorted and compared neighbour
+ * to neighbour (O(n log n) whatever the names); then its values are
+ * visited. Depth is bounded by the decoder's (the text was decoded). */
+
+static unsigned hex4(const char *p) noexcept
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+static void put_utf8(std::string *out, unsigned cp)
+{
+	if (cp < 0x80) {
+		out->push_back((char)cp);
+	} else if (cp < 0x800) {
+		out->push_back((char)(0xC0 | cp >> 6));
+		out->push_back((char)(0x80 | (cp & 0x3F)));
+	} else if (cp < 0x10000) {
+		out->push_back((char)(0xE0 | cp >> 12));
+		out->push_back((char)(0x80 | (cp >> 6 & 0x3F)));
+		out->push_back((char)(0x80 | (cp & 0x3F)));
+	} else {
+		out->push_back((char)(0xF0 | cp >> 18));
+		out->push_back((char)(0x80 | (cp >> 12 & 0x3F)));
+		out->push_back((char)(0x80 | (cp >> 6 & 0x3F)));
+		out->push_back((char)(0x80 | (cp & 0x3F)));
+	}
+}
+
+/* The name of the string s[0..len) (between its quotes), unescaped. */
+static std::string unescape(const char *s, size_t len)
+{
+	std::string out;
+
+	out.reserve(len);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != '\\' || i + 1 >= len) {
+			out.push_back(s[i]);
+			continue;
+		}
+		char e = s[++i];
+		switch (e) {
+		case 'b': out.push_back('\b'); break;
+		case 'f': out.push_back('\f'); break;
+		case 'n': out.push_back('\n'); break;
+		case 'r': out.push_back('\r'); break;
+		case 't': out.push_back('\t'); break;
+		case 'u': {
+			unsigned cp;
+			if (i + 4 >= len) {   /* never in a decoded text */
+				out.push_back(e);
+				break;
+			}
+			cp = hex4(s + i + 1);
+			i += 4;
+			if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < len && s[i + 1] == '\\' &&
+			    s[i + 2] == 'u') {
+				unsigned lo = hex4(s + i + 3);
+				if (lo >= 0xDC00 && lo < 0xE000) {
+					cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+					i += 6;
+				}
+			}
+			put_utf8(&out, cp);
+			break;
+		}
+		default: out.push_back(e); break;   /* " \ / */
+		}
+	}
+	return out;
+}
+
+static bool unique_value(cursor *c);
+
+/* c->p at '{'. */
+static bool unique_object(cursor *c)
+{
+	std::vector<std::string> names;
+
+	c->p++;
+	skip_ws(c);
+	if (c->p < c->end && *c->p == '}') {
+		c->p++;
+		return true;
+	}
+	while (c->ok) {
+		const char *start;
+
+		skip_ws(c);
+		if (c->p >= c->end || *c->p != '"') {
+			c->ok = false;
+			break;
+		}
+		start = c->p + 1;
+		skip_string(c);
+		if (!c->ok)
+			break;
+		names.push_back(unescape(start, (size_t)(c->p - 1 - start)));
+		expect(c, ':');
+		if (!unique_value(c))
+			return false;
+		skip_ws(c);
+		if (c->p < c->end && *c->p == ',') {
+			c->p++;
+			continue;
+		}
+		expect(c, '}');
+		break;
+	}
+	std::sort(names.begin(), names.end());
+	return std::adjacent_find(names.begin(), names.end()) == names.end();
+}
+
+/* c->p before a value: skip it, checking the objects in it. */
+static bool unique_value(cursor *c)
+{
+	skip_ws(c);
+	if (c->p < c->end && *c->p == '{')
+		return unique_object(c);
+	if (c->p < c->end && *c->p == '[') {
+		c->p++;
+		skip_ws(c);
+		if (c->p < c->end && *c->p == ']') {
+			c->p++;
+			return true;
+		}
+		while (c->ok) {
+			if (!unique_value(c))
+				return false;
+			skip_ws(c);
+			if (c->p < c->end && *c->p == ',') {
+				c->p++;
+				continue;
+			}
+			expect(c, ']');
+			break;
+		}
+		return true;
+	}
+	skip_value(c);
+	return true;
+}
+
 /* --- the C interface -------------------------------------------------------- */
 
 extern "C" GC_HIDDEN gc_jscan *gc_jscan_new(size_t max_depth) noexcept
@@ -461,6 +617,17 @@ extern "C" GC_HIDDEN int gc_jscan_parse(gc_jscan *s, const char *body, size_t le
 		return GC_JSCAN_NOMEM;
 	} catch (...) {
 		return GC_JSCAN_REJECTED;
+	}
+}
+
+extern "C" GC_HIDDEN int gc_json_unique_members(const char *text, size_t len) noexcept
+{
+	try {
+		cursor c = { text, text + len, true };
+		bool unique = unique_value(&c);
+		return c.ok ? (unique ? 1 : 0) : 0;
+	} catch (...) {
+		return -1;
 	}
 }
 

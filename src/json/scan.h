@@ -2,7 +2,8 @@
  *
  * A plain C interface over simdjson's DOM parser, which validates the whole
  * body (grammar, strings, numbers, depth, trailing data) and then reads the
- * few fields src/notification.c turns into a notification. No Lua here and
+ * few fields src/in/notification.c turns into a notification; it also
+ * finds duplicate member names in JWT and JWKS objects (json/object.c). No Lua here and
  * nothing thrown across this interface: every function is noexcept C++.
  *
  * simdjson accepts a strict subset of what lua-cjson (the reference
@@ -108,6 +109,13 @@ int gc_jscan_parse(gc_jscan *s, const char *body, size_t len, size_t max_items,
  * gc_jscan_parse. */
 int gc_jscan_members(gc_jscan *s, const char *body, size_t len, const char *const *keys,
                      size_t n, gc_jval *top, gc_jval *out) GC_NOEXCEPT;
+
+/* 1 when no object in the JSON text[0..len) (a text lua-cjson decoded),
+ * at any level, has two members of one name (names compared unescaped:
+ * "a" and "\u0061" are one); 0 when one does (or the text is not
+ * well-formed after all); -1 when out of memory. A plain pass over the
+ * text, without simdjson (which refuses some texts lua-cjson takes). */
+int gc_json_unique_members(const char *text, size_t len) GC_NOEXCEPT;
 
 /* Where an entry's resourceData lies in the body: field is its position
  * among the entry's keys (GC_JSPAN_NONE: not wanted), off and len are

@@ -46,9 +46,9 @@ typedef struct {
  * an OUT_TABLE object being closed is always at the top. */
 typedef struct {
 	lua_State *L;
-	int config;      /* client config table */
 	int spec;        /* the caller's spec table */
-	const char *app_id;
+	const char *app_id;        /* the client's, checked */
+	const char *callback_uri;  /* the client's default, checked; or NULL */
 	int out;         /* OUT_JSON or OUT_TABLE */
 	int buf;         /* OUT_JSON: stack index of the buffer userdata */
 	char *p;         /* OUT_JSON: its bytes */
@@ -100,7 +100,7 @@ static const char *field(char *buf, const char *where, const char *key)
 }
 
 /* Can s travel in a Graph body or a header? (check_text says why not.) */
-static int text_ok(const char *s, size_t len)
+static inline int text_ok(const char *s, size_t len)
 {
 	unsigned char high = 0;
 	size_t bad;
@@ -1079,7 +1079,36 @@ static void push_calls_path(lua_State *L, const char *endpoint, const char *app_
 		           "(v1.0, beta, beta/app, beta/applications)", endpoint);
 }
 
-/* core.build_parts(config, spec) -> table: the pieces of a call operation's
+/* The client's values a request is built with are arguments (app_id at 1,
+ * and the default callback_uri at cb when not 0), read and checked like
+ * spec strings: the C core reads no table of the client. Arguments, not a
+ * table: the Lua layer passes the client's current values on every
+ * request, for no allocation. */
+static const char *client_string(lua_State *L, int idx, const char *name, int required)
+{
+	size_t len;
+	const char *s;
+
+	if (!required && lua_isnoneornil(L, idx))
+		return NULL;
+	s = luaL_checklstring(L, idx, &len);
+	if (!text_ok(s, len))
+		check_text(L, idx, name);
+	if (len == 0)
+		luaL_error(L, "%s: must not be empty", name);
+	return s;
+}
+
+static void read_client(builder *b, int cb)
+{
+	lua_State *L = b->L;
+
+	b->app_id = client_string(L, 1, "app_id", 1);
+	check_guid(L, b->app_id, "app_id");
+	b->callback_uri = cb ? client_string(L, cb, "callback_uri", 0) : NULL;
+}
+
+/* core.build_parts(app_id, spec) -> table: the pieces of a call operation's
  * body (answer, redirect, transfer, invite), built and checked like a
  * call's: spec.targets -> targets, spec.media -> mediaConfig,
  * spec.modalities -> requestedModalities, spec.callback_uri -> callbackUri. */
@@ -1089,17 +1118,14 @@ int gc_l_build_parts(lua_State *L)
 	builder b;
 	const char *cb;
 
-	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_checktype(L, 2, LUA_TTABLE);
 	lua_settop(L, 2);
 	luaL_checkstack(L, 40, "build_parts");
 	b.L = L;
-	b.config = 1;
 	b.spec = 2;
 	b.out = OUT_TABLE;
 	b.depth = b.ntop = 0;
-	b.app_id = opt_string(L, 1, "config", "app_id", 1);
-	check_guid(L, b.app_id, "app_id");
+	read_client(&b, 0);
 	gc_check_keys(L, 2, "operation", keys);
 	out_begin(&b, NULL, 0);
 	if ((cb = opt_string(L, 2, "", "callback_uri", 0))) {
@@ -1125,22 +1151,22 @@ int gc_l_calls_path(lua_State *L)
 	return 1;
 }
 
-/* The arguments (config, spec, mode) of build_request and build_body. */
-static void check_call_args(lua_State *L)
+/* The arguments (app_id, spec, mode, callback_uri, ...) of build_request
+ * and build_body: n of them are kept. */
+static void check_call_args(lua_State *L, int n)
 {
 	const char *mode;
 
-	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_checktype(L, 2, LUA_TTABLE);
 	mode = luaL_checkstring(L, 3);
 	luaL_argcheck(L, strcmp(mode, "call") == 0 || strcmp(mode, "join") == 0, 3,
 	              "mode must be 'call' or 'join'");
-	lua_settop(L, 3);
+	lua_settop(L, n);
 	luaL_checkstack(L, 40, "build_request");
 }
 
-/* Write the body of the call (config, spec, mode at 1..3; b->app_id read
- * and checked). */
+/* Write the body of the call (spec and mode at 2 and 3; the client's
+ * values read into b). */
 static void build_call(builder *b)
 {
 	lua_State *L = b->L;
@@ -1148,7 +1174,6 @@ static void build_call(builder *b)
 	lua_Integer ntargets;
 	int meeting;
 
-	b->config = 1;
 	b->spec = 2;
 	b->depth = b->ntop = 0;
 	gc_check_keys(L, 2, mode, spec_keys);
@@ -1156,7 +1181,7 @@ static void build_call(builder *b)
 
 	cb = opt_string(L, 2, "", "callback_uri", 0);
 	if (!cb)
-		cb = opt_string(L, 1, "", "callback_uri", 0);
+		cb = b->callback_uri;
 	if (!cb)
 		luaL_error(L, "callback_uri: required (in the spec or the client)");
 	if (strlen(cb) > GC_CALLBACK_MAX)
@@ -1181,24 +1206,24 @@ static void build_call(builder *b)
 		luaL_error(L, "call needs targets, or meeting info to join a meeting");
 }
 
-/* core.build_body(config, spec, mode) -> table: the body build_request
+/* core.build_body(app_id, spec, mode [, callback_uri]) -> table: the body build_request
  * writes, as Lua tables (the reference the specs and the fuzzer compare
  * the written JSON with). */
 int gc_l_build_body(lua_State *L)
 {
 	builder b;
 
-	check_call_args(L);
+	check_call_args(L, 4);
 	b.L = L;
 	b.out = OUT_TABLE;
-	b.app_id = opt_string(L, 1, "config", "app_id", 1);
-	check_guid(L, b.app_id, "app_id");
+	read_client(&b, 4);
 	build_call(&b);
 	return 1;
 }
 
-/* core.build_request(config, spec, mode) -> request
- * config: {app_id=, callback_uri=, graph_url=, endpoint=}; mode "call"|"join". */
+/* core.build_request(app_id, spec, mode, callback_uri, graph_url, endpoint)
+ * -> request: the client's values (callback_uri may be nil) and the spec;
+ * mode "call" | "join". */
 int gc_l_build_request(lua_State *L)
 {
 	builder b;
@@ -1206,15 +1231,14 @@ int gc_l_build_request(lua_State *L)
 	size_t len;
 	gc_request *req;
 
-	check_call_args(L);
+	check_call_args(L, 6);
 	b.L = L;
-	b.app_id = opt_string(L, 1, "config", "app_id", 1);
-	graph_url = opt_string(L, 1, "config", "graph_url", 1);
-	endpoint = opt_string(L, 1, "config", "endpoint", 1);
-	check_guid(L, b.app_id, "app_id");
+	read_client(&b, 4);
+	graph_url = client_string(L, 5, "graph_url", 1);
+	endpoint = client_string(L, 6, "endpoint", 1);
 	check_url(L, graph_url, "", "graph_url");
 	b.out = OUT_JSON;
-	buffer_take(&b);                /* at 4 */
+	buffer_take(&b);                /* at 7 */
 	build_call(&b);
 
 	req = lua_newuserdatauv(L, sizeof *req, UV_COUNT);
