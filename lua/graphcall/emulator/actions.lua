@@ -315,7 +315,7 @@ ACTIONS.recordResponse = function(self, req, call, body)
     return
   end
   local op = self:operation(req, call, "recordResponse", body, "running",
-    { resultInfo = cjson.null, recordingLocation = cjson.null })
+    { resultInfo = cjson.null, recordingLocation = cjson.null, completionReason = cjson.null })
   op.canceled = { recordingLocation = "", recordingAccessToken = "", completionReason = "operationCanceled" }
   function op.finish()
     local token = "emu-rec." .. core.uuid()

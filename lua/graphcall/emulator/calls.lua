@@ -41,6 +41,8 @@ function Emulator:respond(req, status, body, headers, how)
   headers["request-id"] = req.request_id
   if req.headers["client-request-id"] then headers["client-request-id"] = req.headers["client-request-id"] end
   if body and body ~= "" and not headers["content-type"] then headers["content-type"] = JSON end
+  local record = req.record
+  if record then record.status, record.response, record.location = status, body or "", headers.location end
   self.server:respond(req.id, status, body or "", headers, how)
 end
 
@@ -153,7 +155,7 @@ end
 -- A call the emulator knows: fields given, plus the state every call keeps.
 function Emulator:new_call(fields)
   local call = { etag = 0, outbox = {}, my_participant_id = core.uuid(), roster = {}, sources = 0,
-    chain_id = core.uuid(), groups = {}, sharing = {},
+    chain_id = core.uuid(), groups = {}, sharing = {}, held = {},
     media_queue = {}, tone_sequence = 0, kept_alive_at = self.loop.clock() }
   for k, v in pairs(fields) do call[k] = v end
   self.calls[call.id] = call
@@ -211,6 +213,7 @@ function Emulator:call_resource(call, version)
   data["@odata.context"] = ("%s/%s/$metadata#communications/calls/$entity"):format(self.url, version or "v1.0")
   data.callChainId = data.callChainId or call.chain_id
   data.tenantId = data.tenantId or self.tenant
+  data.requestedModalities = data.requestedModalities or { "audio" } -- Graph's default (a guess)
   if type(data.source) ~= "table" then
     data.source = { ["@odata.type"] = "#microsoft.graph.participantInfo",
       identity = { application = { id = call.app_id } } }

@@ -75,6 +75,7 @@ function Emulator:handle(req)
   local record = { method = req.method, path = req.path, headers = req.headers, body = req.body,
     json = req.body ~= "" and cjson.decode(req.body) or nil }
   self.requests[#self.requests + 1] = record
+  req.record = record -- respond adds the answer: status, response (the body), location
 
   local fault = self:take_fault(req)
   if fault then

@@ -81,7 +81,8 @@ end
 
 local function group_body(self, req, call, g)
   local what = ("communications/calls('%s')/audioRoutingGroups/$entity"):format(call.id)
-  return with(g, { ["@odata.type"] = "#microsoft.graph.audioRoutingGroup", ["@odata.context"] = context(self, req, what) })
+  return with(g, { ["@odata.type"] = "#microsoft.graph.audioRoutingGroup",
+    ["@odata.context"] = context(self, req, what) })
 end
 
 local function decode(self, req)
