@@ -476,12 +476,18 @@ local function participant_path(self, action)
   return "/participants/" .. self.id .. (action and "/" .. action or "")
 end
 
---- Mute this participant. opts: `client_context`. Returns an operation.
-function P:mute(opts)
-  opts = check("participant:mute", opts, { client_context = true })
-  return start(self.call, participant_path(self, "mute"):sub(2),
-    { clientContext = context("participant:mute", opts.client_context) }, "muteParticipant")
+-- A participant action whose only option is client_context.
+local function participant_context_only(method, action, kind)
+  local name = "participant:" .. method
+  return function(self, opts)
+    opts = check(name, opts, { client_context = true })
+    return start(self.call, participant_path(self, action):sub(2),
+      { clientContext = context(name, opts.client_context) }, kind)
+  end
 end
+
+--- Mute this participant. opts: `client_context`. Returns an operation.
+P.mute = participant_context_only("mute", "mute", "muteParticipant")
 
 --- Remove this participant from the call: `DELETE .../participants/{id}` (204). Returns true, or nil, err.
 function P:remove()
@@ -499,11 +505,7 @@ function P:start_hold_music(opts)
 end
 
 --- Take this participant off hold. opts: `client_context`. Returns an operation.
-function P:stop_hold_music(opts)
-  opts = check("participant:stop_hold_music", opts, { client_context = true })
-  return start(self.call, participant_path(self, "stopHoldMusic"):sub(2),
-    { clientContext = context("participant:stop_hold_music", opts.client_context) }, "stopHoldMusic")
-end
+P.stop_hold_music = participant_context_only("stop_hold_music", "stopHoldMusic", "stopHoldMusic")
 
 --- Read this participant again (`GET .../participants/{id}`): the updated participant, or nil, err.
 function P:get()
