@@ -146,7 +146,7 @@ describe("call objects", function()
     assert.is_nil(ok)
     assert.equal("terminated", err.kind)
     assert.same({ code = 408, subcode = 8537 }, err.result_info)
-    assert.has_error(function() call:wait("ringing-ish") end, "graphcall: call:wait: unknown state 'ringing-ish'")
+    assert.has_error(function() call:wait("ringing-ish") end, "graphcall.call:wait: unknown state 'ringing-ish'")
   end)
 end)
 

@@ -72,10 +72,10 @@ describe("call control", function()
     local call = w.call()
     assert.is_true(assert(call:play_prompt { prompts = graphcall.prompts { { uri = "https://cdn/x.wav" } } }):wait(5))
     assert.has_error(function() call:play_prompt { prompts = {} } end,
-      "graphcall: call:play_prompt: prompts: 1 to 20 expected")
+      "graphcall.call:play_prompt: prompts: 1 to 20 expected")
     assert.has_error(function() call:play_prompt { prompts = { { uri = "ftp://x" } } } end)
     assert.has_error(function() call:play_prompt { prompt = {} } end,
-      "graphcall: call:play_prompt: unknown option 'prompt'")
+      "graphcall.call:play_prompt: unknown option 'prompt'")
   end)
 
   it("record_response completes with the recording's location", function()
@@ -162,7 +162,7 @@ describe("call control", function()
     assert.same({ "transferring", "transferAccepted", "terminated" }, states)
     assert.equal(7015, call.result_info.subcode)
     assert.is_nil(w.client.calls[call.id])
-    assert.has_error(function() call:transfer {} end, "graphcall: call:transfer: target: required")
+    assert.has_error(function() call:transfer {} end, "graphcall.call:transfer: target: required")
   end)
 
   it("keep_alive by hand, and an operation on a gone call is a graph error", function()

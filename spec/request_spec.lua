@@ -118,12 +118,15 @@ describe("the seed's examples", function()
     assert_seed(req, "join_channel_meeting_guest.json")
   end)
 
-  it("a guest identity helper gives the same source as the guest key", function()
+  it("graphcall.guest writes the documented guest identity; the seed's form is a user with provider None", function()
     local a = seed_client():prepare_join { guest = "Bot", meeting_id = "1" }
     local b = seed_client():prepare_join { source = graphcall.guest { name = "Bot" }, meeting_id = "1" }
-    assert.same(json.decode(a.body).source, json.decode(b.body).source)
+    local c = seed_client():prepare_join { meeting_id = "1",
+      source = graphcall.user { id = APP_ID, name = "Bot", identity_provider = "None" } }
     assert.same({ user = { id = APP_ID, displayName = "Bot", identityProvider = "None" } },
       json.decode(a.body).source.identity)
+    assert.same(json.decode(a.body).source, json.decode(c.body).source)
+    assert.same({ guest = { id = APP_ID, displayName = "Bot" } }, json.decode(b.body).source.identity)
   end)
 end)
 
@@ -327,9 +330,10 @@ describe("bad specs raise before anything is sent, naming the field", function()
       "media.blob: only for app_hosted")
     rejects({ targets = { heidi() }, media = { type = "app_hosted", blob = "b", prompts = {} } },
       "media.prompts: only for service_hosted")
-    rejects({ targets = { heidi() },
-              media = { type = "app_hosted", blob = "b", remove_from_default_audio_group = true } },
-      "media.remove_from_default_audio_group: only for service_hosted")
+    -- removeFromDefaultAudioGroup is a mediaConfig property: app-hosted media carries it too
+    local app = seed_client():prepare_call { targets = { heidi() },
+      media = { type = "app_hosted", blob = "b", remove_from_default_audio_group = true } }
+    assert.is_true(json.decode(app.body).mediaConfig.removeFromDefaultAudioGroup)
     rejects({ targets = { heidi() }, media = graphcall.prompts { { uri = "ftp://cdn/x.wav" } } },
       "media.prompts[1].uri: must be an https URL")
     rejects({ targets = { heidi() }, media = graphcall.prompts { { url = "https://cdn/x.wav" } } },

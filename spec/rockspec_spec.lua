@@ -42,7 +42,8 @@ describe("rockspec/graphcall-scm-1.rockspec", function()
       :format(dir, require("graphcall")._VERSION), out)
     -- every Lua module and the emulator command are installed
     for _, m in ipairs { "init", "client", "call", "control", "events", "loop", "transport", "token", "keys",
-                         "receiver", "emulator", "redis" } do
+                         "receiver", "operation", "participant", "emulator/init", "emulator/calls",
+                         "emulator/actions", "emulator/resources", "emulator/identity", "emulator/faults", "redis" } do
       assert.is_truthy(io.open(("%s/tree/share/lua/5.4/graphcall/%s.lua"):format(dir, m)), m)
     end
     assert.is_truthy(io.open(dir .. "/tree/bin/graphcall-emulator"))

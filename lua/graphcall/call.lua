@@ -10,6 +10,9 @@
 -- @module graphcall.call
 local core = require "graphcall.core"
 local events = require "graphcall.events"
+local control = require "graphcall.control"
+local operation = require "graphcall.operation"
+local participant = require "graphcall.participant"
 local cjson = require("cjson.safe").new()
 
 local M = {}
@@ -36,6 +39,7 @@ local SEEN_MAX = 64 -- fingerprints kept per call to drop repeated notifications
 ---@field client graphcall.Client
 local Call = {}
 Call.__name = "graphcall.call"
+for k, v in pairs(control.call) do Call[k] = v end -- the actions (graphcall.control)
 
 -- Methods, and `data` decoded on first use when the call was made from
 -- Graph's answer (most bots never read it, and decoding is most of the
@@ -51,41 +55,7 @@ function Call.__index(self, key)
   return data
 end
 
----@class graphcall.Operation
----@field id string
----@field kind string e.g. "playPrompt"
----@field status string "notStarted" | "running" | "completed" | "failed"
----@field client_context string
----@field result_info table?
----@field data table the commsOperation as Graph last described it
-local Operation = {}
-Operation.__index = Operation
-Operation.__name = "graphcall.operation"
-
-local function op_key(id)
-  return type(id) == "string" and id:lower():gsub("-", "") or nil
-end
-
--- Graph's enum values already start lower-case: those are returned as they
--- are, with no new strings (three per value were a tenth of a create call).
-local function lower_first(s)
-  if type(s) ~= "string" then return nil end
-  local b = s:byte(1)
-  if not b or b < 65 or b > 90 then return s end
-  return string.char(b + 32) .. s:sub(2)
-end
-
--- t[key], a table made on first use: a call gets handlers, fingerprints of
--- notifications and operations only when it needs them (making them for
--- every created call was a tenth of the Lua work of a create request).
-local function table_of(t, key)
-  local v = rawget(t, key)
-  if not v then
-    v = {}
-    rawset(t, key, v)
-  end
-  return v
-end
+local op_key, lower_first, table_of = operation.key, operation.lower_first, operation.table_of
 
 --- Build a call object from a decoded `call` resource, or from its fields
 -- (id, state, direction, myParticipantId) and `text`, the resource as JSON
@@ -163,8 +133,9 @@ function Call:apply(n)
     local state = n.state or (n.change_type == "deleted" and "terminated" or nil)
     if state then self:set_state(state, n) end
   elseif n.kind == "participants" then
-    self.roster = data
-    self:emit("participants", data)
+    self:roster_change(n.change_type, type(data) == "table" and data or {})
+  elseif n.kind == "content_sharing" then
+    self:sharing_change(n, data)
   elseif n.kind == "operation" then
     local operations = table_of(self, "operations")
     local op = operations[op_key(n.operation_id)]
@@ -199,7 +170,7 @@ end
 ---@param timeout? number seconds (default 60)
 ---@return boolean|nil, table?
 function Call:wait(state, timeout)
-  if RANK[state] == nil then error(("graphcall: call:wait: unknown state '%s'"):format(tostring(state)), 2) end
+  if RANK[state] == nil then error(("graphcall.call:wait: unknown state '%s'"):format(tostring(state)), 2) end
   local function reached()
     return self.state == state or (RANK[self.state] or 0) > RANK[state] or self.state == "terminated"
   end
@@ -217,66 +188,65 @@ function Call:__tostring()
   return ("graphcall.call: %s (%s)"):format(tostring(self.id), tostring(self.state))
 end
 
---- A commsOperation returned by an action; its completion arrives later as a
--- notification unless Graph answered it completed or failed at once.
-function M.operation(call, kind, data, client_context)
-  local op = setmetatable({
-    call = call, kind = kind, id = data.id, status = lower_first(data.status) or "running",
-    client_context = data.clientContext or client_context, result_info = nil, data = data, handlers = {},
-  }, Operation)
-  if op:done() then
-    op.result_info = data.resultInfo
-  elseif op.id then
-    table_of(call, "operations")[op_key(op.id)] = op
-    local early = table_of(call, "early")
-    for i, e in ipairs(early) do
-      if e.key == op_key(op.id) then
-        table.remove(early, i)
-        op:update(e.n.status, e.n.result_info, e.n.resource_data)
-        break
-      end
+--- Make `list` (participant resources) the roster: participant objects of this call.
+function Call:set_roster(list)
+  for i, p in ipairs(list) do list[i] = participant.adopt(self, p) end
+  self.roster = list
+  return list
+end
+
+--- A participant resource of this call as a participant object.
+function Call:adopt_participant(data)
+  return participant.adopt(self, data)
+end
+
+-- Is the roster sent as changes (callOptions.isDeltaRosterEnabled)?
+local function delta(call)
+  local data = call.data
+  local options = type(data) == "table" and data.callOptions
+  return type(options) == "table" and options.isDeltaRosterEnabled == true
+end
+
+-- A participants notification: "updated" carries the whole roster, unless
+-- the call asked for delta rosters, when it carries the changed
+-- participants (merged by id), like "created"; "deleted" the participants
+-- that left.
+function Call:roster_change(change_type, list)
+  if change_type == "deleted" or change_type == "created" or delta(self) then
+    local changed = {}
+    for _, p in ipairs(list) do if type(p) == "table" and p.id then changed[p.id] = p end end
+    local out = {}
+    for _, p in ipairs(rawget(self, "roster") or {}) do
+      local new = changed[p.id]
+      if new == nil then out[#out + 1] = p elseif change_type ~= "deleted" then out[#out + 1] = new end
+      changed[p.id] = nil
     end
+    if change_type ~= "deleted" then
+      for _, p in ipairs(list) do if changed[p.id] then out[#out + 1] = p end end
+    end
+    list = out
   end
-  return op
+  self:set_roster(list)
+  self:emit("participants", list)
 end
 
-function Operation:done()
-  return self.status == "completed" or self.status == "failed"
-end
-
-function Operation:update(status, result_info, data)
-  if self:done() then return end
-  self.status = status or self.status
-  self.result_info = result_info or self.result_info
-  if type(data) == "table" then for k, v in pairs(data) do self.data[k] = v end end
-  if self:done() then
-    table_of(self.call, "operations")[op_key(self.id)] = nil
-    events.emit(self.call.client.loop, self.handlers, "done", self)
-    self.call:emit("operation", self)
+-- A contentSharingSessions notification: the sessions (an array, or one
+-- session named by the resource URL), kept in call.content_sharing.
+function Call:sharing_change(n, data)
+  local sessions = type(data) == "table" and (#data > 0 and data or next(data) and { data }) or nil
+  if not sessions then
+    local id = (n.resource_url or ""):match("/contentsharingsessions/([^/]+)$")
+    sessions = { id and { id = id } or nil }
   end
-end
-
---- `fn(operation)` when it completes or fails.
-function Operation:on_done(fn)
-  events.on(self.handlers, "done", fn, "operation:on_done")
-  return self
-end
-
---- Run the loop until the operation completes (true) or fails (nil, err
--- kind "operation_failed" with result_info), up to `timeout` seconds.
-function Operation:wait(timeout)
-  if not self.call.client.loop:wait(function() return self:done() or self.call.state == "terminated" end,
-    timeout or 60) then
-    return nil, core.new_error { kind = "timeout", message = self.kind .. " did not complete in time" }
+  local current = table_of(self, "content_sharing")
+  for _, s in ipairs(sessions) do
+    if s.id then current[s.id] = n.change_type ~= "deleted" and s or nil end
   end
-  if self.status == "completed" then return true end
-  return nil, core.new_error { kind = "operation_failed", result_info = self.result_info,
-    message = ("%s %s"):format(self.kind, self:done() and "failed" or "ended with the call") }
+  self:emit("content_sharing", sessions, n)
 end
 
-function Operation:__tostring()
-  return ("graphcall.operation: %s %s (%s)"):format(self.kind, tostring(self.id), self.status)
-end
+--- A commsOperation returned by an action (see graphcall.operation).
+M.operation = operation.new
 
-M.Call, M.Operation = Call, Operation
+M.Call, M.Operation = Call, operation.Operation
 return M

@@ -8,7 +8,6 @@ local receiver = require "graphcall.receiver"
 local token_source = require "graphcall.token"
 local events = require "graphcall.events"
 local cjson = require("cjson.safe").new()
-require "graphcall.control" -- the actions of call objects
 
 local M = {}
 

@@ -566,7 +566,8 @@ static const char *const identity_keys[] = {
 	"type", "id", "name", "tenant", "identity_provider", NULL
 };
 static const char *const target_keys[] = {
-	"type", "id", "name", "tenant", "identity_provider", "replaces_call_id", NULL
+	"type", "id", "name", "tenant", "identity_provider", "replaces_call_id",
+	"participant_id", "endpoint_type", NULL
 };
 
 static void check_phone(lua_State *L, const char *id, const char *where)
@@ -594,7 +595,7 @@ static void out_identity_set(builder *b, const char *key, int t, const char *whe
 	else if (strcmp(type, "application_instance") == 0)
 		graph_type = "applicationInstance";
 	else if (strcmp(type, "guest") == 0)
-		graph_type = "user", guest = 1;
+		graph_type = "guest", guest = 1; /* the documented form since 2020 */
 	else {
 		luaL_error(L, "%s.type: unknown identity type '%s' "
 		           "(user, phone, application, application_instance, guest)",
@@ -608,8 +609,6 @@ static void out_identity_set(builder *b, const char *key, int t, const char *whe
 	if (strcmp(type, "phone") == 0)
 		check_phone(L, id, where);
 	provider = opt_string(L, t, where, "identity_provider", 0);
-	if (guest && !provider)
-		provider = "None";
 
 	out_begin(b, key, 0);                /* identitySet */
 	out_begin(b, graph_type, 0);         /* identity */
@@ -621,13 +620,16 @@ static void out_identity_set(builder *b, const char *key, int t, const char *whe
 	out_end(b);
 }
 
-/* {identity = identitySet, replacesCallId = ...} for a target. */
+/* An invitationParticipantInfo for a target: {identity = identitySet,
+ * replacesCallId, participantId, endpointType}. */
 static void out_target(builder *b, int t, const char *where)
 {
 	gc_check_keys(b->L, t, where, target_keys);
 	out_begin(b, NULL, 0);
 	out_identity_set(b, "identity", t, where);
 	out_string(b, "replacesCallId", opt_string(b->L, t, where, "replaces_call_id", 0));
+	out_string(b, "participantId", opt_string(b->L, t, where, "participant_id", 0));
+	out_string(b, "endpointType", opt_string(b->L, t, where, "endpoint_type", 0));
 	out_end(b);
 }
 
@@ -808,18 +810,17 @@ static void build_media(builder *b)
 		}
 		out_end(b);
 	} else if (strcmp(type, "app_hosted") == 0) {
-		static const char *const service_only[] = {
-			"prompts", "remove_from_default_audio_group", NULL
-		};
-		for (int i = 0; service_only[i]; i++) {
-			if (raw_field(L, m, service_only[i]) != LUA_TNIL)
-				luaL_error(L, "media.%s: only for service_hosted media",
-				           service_only[i]);
-			lua_pop(L, 1);
-		}
+		int keep;
+		if (raw_field(L, m, "prompts") != LUA_TNIL)
+			luaL_error(L, "media.prompts: only for service_hosted media");
+		lua_pop(L, 1);
 		out_begin(b, "mediaConfig", 0);
 		out_string(b, "@odata.type", "#microsoft.graph.appHostedMediaConfig");
 		out_string(b, "blob", opt_string(L, m, "media", "blob", 1));
+		/* a mediaConfig property, so app-hosted media has it too */
+		keep = opt_boolean(L, m, "media", "remove_from_default_audio_group");
+		if (keep >= 0)
+			out_boolean(b, "removeFromDefaultAudioGroup", keep);
 		out_end(b);
 	} else {
 		luaL_error(L, "media.type: unknown media type '%s' (service_hosted, app_hosted)",
