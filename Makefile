@@ -4,6 +4,7 @@
 #   make         build build/graphcall/core.so
 #   make test    deps + build + luacheck + busted under Lua 5.4
 #   make demo    deps + build + the demo bot against the local Graph emulator
+#   make doc     the API reference of the Lua layer (LDoc) in build/doc/; warnings fail it
 #   make bench   the benchmark suite against the peers (bench/RESULTS.md)
 #   make fuzz    each libFuzzer harness for FUZZ_SECONDS (default 60) with ASan+UBSan
 #   make asan    the spec suite with the module built with -fsanitize=address,undefined
@@ -36,11 +37,11 @@ MODULE := build/graphcall/core.so
 # Debian packages: runtime, then test tools.
 DEPS := pkg-config gcc g++ make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
         libssl-dev libmicrohttpd-dev libsimdjson-dev libhiredis-dev lua-busted luarocks lua-check lua-socket gzip \
-        redis-server nginx lua-luv lua-cqueues lua-ldoc
+        redis-server nginx lua-luv lua-cqueues lua-ldoc lua-markdown
 # Development tools: sanitizers, fuzzing, leak checks, benchmark peers.
 DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
 
-.PHONY: all deps dev-deps test lint unit demo bench fuzz asan valgrind clean
+.PHONY: all deps dev-deps test lint unit demo doc bench fuzz asan valgrind clean
 
 all: $(MODULE)
 
@@ -87,6 +88,18 @@ LUA_ENV = LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bin/graphcall-run $(LUA) examples/demo_bot.lua
+
+# The API reference: LDoc (config.ld) reads the LuaLS annotations of
+# lua/graphcall/*.lua. LDoc runs under Lua 5.1 on Debian (lua-markdown, its
+# Markdown formatter, is packaged for 5.1 only). Its only expected output is
+# the two lines below; anything else (a warning, an undocumented argument, a
+# missing formatter) fails the target.
+LDOC ?= lua5.1 /usr/bin/ldoc
+doc: deps
+	@rm -rf build/doc && mkdir -p build
+	@$(LDOC) . >build/ldoc.log 2>&1; rc=$$?; cat build/ldoc.log; \
+	if [ $$rc != 0 ] || grep -qv -e '^reading configuration from config.ld$$' -e '^output written to ' build/ldoc.log; \
+	then echo "make doc: LDoc reported problems (warnings are fatal)" >&2; exit 1; fi
 
 # Sanitizers: the module built by clang with ASan and UBSan, run by the stock
 # lua5.4 with the ASan runtime preloaded. Leaks are valgrind's job (below):
