@@ -216,7 +216,15 @@ function Client:call_many(specs)
         if result then calls[i], errs[i] = created(self, result, req) else errs[i] = req end
       end)
   end
-  self.loop:wait(function() return left == 0 end)
+  -- each send ends by its deadline, and max_in_flight of them run at once
+  local rounds = math.ceil(#built / self.loop.max_in_flight)
+  if not self.loop:wait(function() return left == 0 end, transport.deadline(ctx) * math.max(1, rounds)) then
+    for i in ipairs(built) do
+      if not calls[i] and not errs[i] then
+        errs[i] = transport.new_error { kind = "unknown_outcome", message = "no outcome in time; the call may exist" }
+      end
+    end
+  end
   return calls, errs
 end
 

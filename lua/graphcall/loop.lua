@@ -1,14 +1,20 @@
---- The event loop: one thread waits on libcurl's transfers and the receivers'
--- sockets at once (`graphcall.http:poll` with the servers' fds), then runs
--- what became ready: finished requests, received HTTP requests, due timers.
+--- The event loop: one epoll descriptor holds every socket graphcall waits
+-- on (libcurl's, through `curl_multi_socket_action`; the receivers'; Redis
+-- connections), so one wait covers them all, and a wake-up costs what
+-- became ready, not what is open. Timers sit in a binary heap.
+--
+-- graphcall can run the loop itself (`run_until`, `wait`), or be embedded
+-- in another event loop: that loop waits for `loop:fd()` to be readable or
+-- for `loop:timeout()` seconds, then calls `loop:step(0)` (see
+-- `graphcall.adapters`).
 --
 -- Everything a bot does runs from here, so a handler may itself send
 -- requests and wait (`client:call` inside a notification handler) without
--- deadlock: a server's handler runs in a coroutine, and a wait inside it
--- yields back to the loop, which resumes it after every step until the
--- wait is over; other waits run nested steps. Callbacks run under
--- `xpcall`; an error goes to the loop's error hook with its traceback and
--- never stops the loop.
+-- deadlock: a server's handler, and a task started by `loop:spawn`, run in
+-- a coroutine, and a wait inside it yields back to the loop, which resumes
+-- it after every step until the wait is over; other waits run nested
+-- steps. Callbacks run under `xpcall`; an error goes to the loop's error
+-- hook with its traceback and never stops the loop.
 -- @module graphcall.loop
 local core = require "graphcall.core"
 
@@ -52,6 +58,8 @@ function M.new(opts)
   opts = check_options("graphcall.loop.new", opts, M.DEFAULTS)
   local self = setmetatable({
     clock = opts.clock,
+    request_timeout = opts.timeout, -- seconds: the bound of one request (waits derive theirs from it)
+    max_in_flight = opts.max_in_flight,
     http = core.http {
       connect_timeout_ms = math.floor(opts.connect_timeout * 1000),
       timeout_ms = math.floor(opts.timeout * 1000),
@@ -62,10 +70,12 @@ function M.new(opts)
     on_error = opts.on_error,
     errors = {},
     callbacks = {},      -- transfer id -> function(result)
-    servers = {},        -- list of { server =, dispatch = }
-    parked = {},         -- list of { co =, at = }: server handlers in a wait
-    handlers = setmetatable({}, { __mode = "k" }), -- the server handlers' coroutines
-    timers = {},         -- list of { at =, seq =, fn = }, unordered (few timers)
+    servers = {},        -- list of { server =, dispatch =, watch = }
+    watches = {},        -- token -> watch: the descriptors waited on besides libcurl's
+    next_token = 0,
+    parked = {},         -- list of { co =, at = }: server handlers and tasks in a wait
+    handlers = setmetatable({}, { __mode = "k" }), -- the coroutines whose waits yield to the loop
+    heap = {},           -- timers { at =, seq =, fn = }, a binary heap on (at, seq)
     seq = 0,             -- creation order of timers: ties fire first come, first served
     stopped = false,
   }, Loop)
@@ -141,6 +151,17 @@ function Loop:add_server(server, handler)
     self.handlers[co] = true
     resume(self, co, req)
   end
+  -- While a handler of this server waits in nested steps, the server must
+  -- not run (it is in the handler's frame): its descriptor is muted until
+  -- the handler returns, or it would wake every nested step.
+  entry.watch = self:watch(server:fd(), "r", function()
+    if entry.serving then
+      entry.muted = true
+      entry.watch:set("")
+    else
+      entry.ready = true
+    end
+  end)
   self.servers[#self.servers + 1] = entry
 end
 
@@ -148,28 +169,145 @@ function Loop:remove_server(server)
   for i, s in ipairs(self.servers) do
     if s.server == server then
       s.removed = true -- a handler may remove (and close) its own server
+      s.watch:cancel()
       table.remove(self.servers, i)
       return
     end
   end
 end
 
---- Run `fn` after `delay` seconds. Returns a handle for `cancel_timer`.
-function Loop:timer(delay, fn)
-  self.seq = self.seq + 1
-  local t = { at = self.clock() + delay, seq = self.seq, fn = fn }
-  self.timers[#self.timers + 1] = t
+--- Run `fn(...)` in a coroutine whose waits yield to the loop instead of
+-- running nested steps: a blocking call inside it (`client:call`) lets the
+-- loop, and the host loop driving it, go on meanwhile. Returns the
+-- coroutine; an error inside goes to the error hook.
+---@param fn function
+---@return thread
+function Loop:spawn(fn, ...)
+  if type(fn) ~= "function" then error("graphcall.loop.spawn: expected a function", 2) end
+  local co = coroutine.create(function(...)
+    local ok, err = xpcall(fn, debug.traceback, ...)
+    if not ok then self:report(err, err) end
+  end)
+  self.handlers[co] = true
+  resume(self, co, ...)
+  return co
+end
+
+---@class graphcall.Watch
+local Watch = {}
+Watch.__index = Watch
+Watch.__name = "graphcall.watch"
+
+--- Wait on a descriptor too: `fn(readable, writable)` runs from the loop
+-- when `fd` is ready for `events` ("r", "w", "rw"; "" waits for nothing).
+-- Returns a watch with `set(events)` and `cancel()`; raises when the
+-- kernel refuses the descriptor.
+---@param fd integer
+---@param events string
+---@param fn fun(readable: boolean, writable: boolean)
+---@return graphcall.Watch
+function Loop:watch(fd, events, fn)
+  if math.type(fd) ~= "integer" or fd < 0 then error("graphcall.loop.watch: fd must be a descriptor", 2) end
+  if type(fn) ~= "function" then error("graphcall.loop.watch: fn must be a function", 2) end
+  self.next_token = self.next_token + 1
+  local w = setmetatable({ loop = self, fd = fd, fn = fn, token = self.next_token }, Watch)
+  w:set(events)
+  self.watches[w.token] = w
+  return w
+end
+
+--- Change what the watch waits for.
+function Watch:set(events)
+  if self.cancelled then error("graphcall.watch.set: the watch is cancelled", 2) end
+  if events == self.events then return end
+  local ok, err = self.loop.http:watch(self.fd, events, self.token)
+  if not ok then error("graphcall.watch.set: " .. tostring(err.message), 2) end
+  self.events = events
+end
+
+--- Stop watching (idempotent). Cancel before closing the descriptor.
+function Watch:cancel()
+  if self.cancelled then return end
+  self.cancelled = true
+  self.loop.watches[self.token] = nil
+  if not self.loop.closed then self.loop.http:unwatch(self.fd) end
+end
+
+--- The one descriptor a host event loop waits on, for reading.
+---@return integer
+function Loop:fd()
+  return self.http:fd()
+end
+
+-- The heap of timers, ordered by (at, seq).
+local function before(a, b)
+  return a.at < b.at or (a.at == b.at and a.seq < b.seq)
+end
+
+local function heap_push(heap, t)
+  local i = #heap + 1
+  heap[i] = t
+  while i > 1 do
+    local parent = i // 2
+    if not before(heap[i], heap[parent]) then break end
+    heap[i], heap[parent] = heap[parent], heap[i]
+    heap[i].slot, heap[parent].slot = i, parent
+    i = parent
+  end
+  t.slot = t.slot or i
+  heap[i].slot = i
+end
+
+local function heap_remove(heap, i)
+  local n = #heap
+  local t = heap[i]
+  heap[i] = heap[n]
+  heap[n] = nil
+  t.slot = nil
+  if i >= n then return t end
+  heap[i].slot = i
+  -- the moved timer goes up or down to its place
+  while i > 1 and before(heap[i], heap[i // 2]) do
+    local parent = i // 2
+    heap[i], heap[parent] = heap[parent], heap[i]
+    heap[i].slot, heap[parent].slot = i, parent
+    i = parent
+  end
+  while true do
+    local l, r, m = 2 * i, 2 * i + 1, i
+    if l < n and before(heap[l], heap[m]) then m = l end
+    if r < n and before(heap[r], heap[m]) then m = r end
+    if m == i then break end
+    heap[i], heap[m] = heap[m], heap[i]
+    heap[i].slot, heap[m].slot = i, m
+    i = m
+  end
   return t
 end
 
+--- Run `fn` after `delay` seconds of the loop's clock. Returns a handle
+-- for `cancel_timer`. Timers due at the same time run in creation order;
+-- a timer made by another timer runs at the next step at the earliest.
+---@param delay number seconds
+---@param fn function
+---@return table timer
+function Loop:timer(delay, fn)
+  if type(delay) ~= "number" or delay ~= delay then error("graphcall.loop.timer: delay must be seconds", 2) end
+  if type(fn) ~= "function" then error("graphcall.loop.timer: fn must be a function", 2) end
+  self.seq = self.seq + 1
+  local t = { at = self.clock() + delay, seq = self.seq, fn = fn }
+  heap_push(self.heap, t)
+  return t
+end
+
+--- Cancel a timer: true when it was still pending.
+---@param t table
+---@return boolean
 function Loop:cancel_timer(t)
-  for i, x in ipairs(self.timers) do
-    if x == t then
-      table.remove(self.timers, i)
-      return true
-    end
-  end
-  return false
+  local i = type(t) == "table" and t.slot
+  if not i or self.heap[i] ~= t then return false end
+  heap_remove(self.heap, i)
+  return true
 end
 
 function Loop:stop()
@@ -177,12 +315,11 @@ function Loop:stop()
 end
 
 -- How long the next wait may last, in ms: up to `limit` seconds, less when a
--- timer or a server's own timer is due sooner.
+-- timer, a server's own timer, libcurl's, or a parked wait is due sooner.
 function Loop:wait_ms(limit)
   local now, wait = self.clock(), limit
-  for _, t in ipairs(self.timers) do
-    wait = math.min(wait, t.at - now)
-  end
+  local first = self.heap[1]
+  if first then wait = math.min(wait, first.at - now) end
   local ms = math.max(0, math.floor(wait * 1000 + 0.5))
   for _, s in ipairs(self.servers) do
     local st = s.server:timeout()
@@ -192,8 +329,19 @@ function Loop:wait_ms(limit)
     if p.at then ms = math.min(ms, math.max(0, math.floor((p.at - now) * 1000 + 0.5))) end
   end
   local ct = self.http:timeout()
-  if ct >= 0 and self.http:pending() > 0 then ms = math.min(ms, math.max(ct, 1)) end
+  if ct >= 0 then ms = math.min(ms, ct) end
   return ms
+end
+
+--- Seconds until the loop has something to do besides what `fd()` will
+-- signal (a timer, a request's timeout), or nil when only `fd()` can wake
+-- it: a host loop waits that long at most, then calls `step(0)`.
+---@return number|nil
+function Loop:timeout()
+  local none = 1e9
+  local ms = self:wait_ms(none)
+  if ms >= none * 1000 then return nil end
+  return ms / 1000
 end
 
 local function serve(entry)
@@ -201,36 +349,33 @@ local function serve(entry)
   entry.serving = true -- a handler's own waits must not run this server
   local ok, served = pcall(entry.server.run, entry.server, 0, entry.dispatch)
   entry.serving = false
+  if entry.muted and not entry.removed then
+    entry.muted = false
+    entry.watch:set("r")
+  end
   if not ok then error(served, 0) end
   return served
 end
 
 -- The earliest due timer created before this step (seq <= limit), or nil.
+-- One made during the step is due no earlier than `now` (the clock does not
+-- go back), so it sorts after every timer due before: the top is enough.
 local function next_due(self, now, limit)
-  local best, index
-  for i, t in ipairs(self.timers) do
-    if t.at <= now and t.seq <= limit and (not best or t.at < best.at or (t.at == best.at and t.seq < best.seq)) then
-      best, index = t, i
-    end
-  end
-  if best then table.remove(self.timers, index) end
-  return best
+  local t = self.heap[1]
+  if t and t.at <= now and t.seq <= limit then return heap_remove(self.heap, 1) end
+  return nil
 end
 
 --- One round: wait up to `timeout` seconds for anything to happen, then run
--- what became ready. Returns true when something ran.
+-- what became ready: finished requests, ready descriptors and servers, due
+-- timers, and the waits parked in coroutines. Returns true when something
+-- ran. `step(0)` never blocks: a host event loop calls it when `fd()` is
+-- readable or `timeout()` has passed.
 ---@param timeout? number seconds (default 0: do not wait)
+---@return boolean
 function Loop:step(timeout)
-  local servers = self.servers
-  local fds
-  if #servers > 0 then
-    fds = {}
-    for _, s in ipairs(servers) do
-      if not s.serving then fds[#fds + 1] = s.server:fd() end
-    end
-  end
-  local results = self.http:poll(self:wait_ms(timeout or 0), fds)
-  local did = #results > 0
+  local results, ready = self.http:wait(self:wait_ms(timeout or 0))
+  local did = #results > 0 or #ready > 0
   local callbacks = self.callbacks
   for i = 1, #results do
     local r = results[i]
@@ -238,10 +383,19 @@ function Loop:step(timeout)
     callbacks[r.id] = nil
     if cb then xpcall(cb, self.on_callback_error, r) end
   end
-  -- servers (a copy: a handler may add or remove one)
+  local watches = self.watches
+  for i = 1, #ready, 2 do
+    local w, mask = watches[ready[i]], ready[i + 1]
+    if w then xpcall(w.fn, self.on_callback_error, mask & 1 ~= 0, mask & 2 ~= 0) end
+  end
+  -- servers whose descriptor was ready or whose own timer is due (a copy:
+  -- a handler may add or remove one)
   if #self.servers > 0 then
     for _, entry in ipairs({ table.unpack(self.servers) }) do
-      if serve(entry) > 0 then did = true end
+      if entry.ready or entry.server:timeout() == 0 then
+        entry.ready = false
+        if serve(entry) > 0 then did = true end
+      end
     end
   end
   -- due timers one at a time, so one may still cancel another
@@ -252,7 +406,7 @@ function Loop:step(timeout)
     did = true
     self:protect(t.fn)
   end
-  -- server handlers in a wait look again (those still waiting park again)
+  -- waits parked in coroutines look again (those still waiting park again)
   if #self.parked > 0 then
     local parked = self.parked
     self.parked = {}
@@ -280,8 +434,12 @@ end
 --- Step until `done()` returns true, or `timeout` seconds pass (then
 -- false): the wait of a blocking request or of `call:wait`. Unlike
 -- run_until it does not stop for `stop()` (which is meant for the
--- outermost run) and leaves the stop request in place for it.
+-- outermost run) and leaves the stop request in place for it. Every wait
+-- has a deadline: `timeout` is required.
 function Loop:wait(done, timeout)
+  if type(timeout) ~= "number" or timeout ~= timeout then
+    error("graphcall.loop.wait: timeout must be a number of seconds (every wait has a deadline)", 2)
+  end
   local deadline = timeout and self.clock() + timeout
   -- also bounded in real time, should an injected clock stand still
   local real_deadline = timeout and core.monotonic() + timeout
@@ -301,10 +459,13 @@ function Loop:wait(done, timeout)
   return true
 end
 
+--- Close the loop: its connections and descriptor; pending requests,
+-- timers and watches are dropped. Idempotent.
 function Loop:close()
+  self.closed = true
   self.http:close()
-  self.servers, self.timers, self.callbacks, self.parked = {}, {}, {}, {}
+  self.servers, self.heap, self.callbacks, self.parked, self.watches = {}, {}, {}, {}, {}
 end
 
-M.Loop = Loop
+M.Loop, M.Watch = Loop, Watch
 return M

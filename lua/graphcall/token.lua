@@ -61,7 +61,9 @@ function Source:acquire(loop)
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded", Accept = "application/json",
                 ["User-Agent"] = "graphcall/" .. core._VERSION },
   }, function(r) result = r end)
-  loop:wait(function() return result ~= nil end)
+  if not loop:wait(function() return result ~= nil end, loop.request_timeout + 1) then
+    return nil, auth_error { message = "token endpoint: no answer in time", cause = "timeout", url = url }
+  end
 
   if result.failure then
     return nil, auth_error { message = "token endpoint: " .. result.message, cause = result.failure, url = url }
@@ -107,7 +109,7 @@ function Source:get(loop, client)
   if self.cached and loop.clock() < self.expires_at then return self.cached end
   if self.refreshing then
     -- one refresh at a time: wait for the one in flight
-    loop:wait(function() return not self.refreshing end)
+    loop:wait(function() return not self.refreshing end, loop.request_timeout + 1)
     if self.cached then return self.cached end
   end
   self.refreshing = true

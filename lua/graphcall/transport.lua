@@ -129,14 +129,6 @@ function M.submit(loop, req, done)
   }, done)
 end
 
---- Send `req` and run the loop until it finishes. Returns the result.
-function M.perform(loop, req)
-  local result
-  M.submit(loop, req, function(r) result = r end)
-  loop:wait(function() return result ~= nil end)
-  return result
-end
-
 --- Seconds to wait before retry number `attempt` (1-based): the
 -- Retry-After header when it is usable (delta-seconds, or an HTTP date;
 -- a past date is 0), capped at `max_wait`; otherwise exponential backoff
@@ -175,19 +167,67 @@ local function is_expired_token(result)
   return type(doc) == "table" and type(doc.error) == "table" and doc.error.code == "InvalidAuthenticationToken"
 end
 
+--- The longest a request can take with its retries: every attempt and its
+-- token fetch bounded by the loop's request timeout, every wait before a
+-- retry by `max_retry_wait`. A wait for a request ends by then whatever
+-- happens to its callbacks.
+function M.deadline(ctx)
+  local attempts = ctx.max_retries + 1
+  return attempts * 2 * ctx.loop.request_timeout + ctx.max_retries * ctx.max_retry_wait + 1
+end
+
+-- An error raised by a step of a request that ran from the loop (a retry
+-- timer, a transfer's callback), parked for whoever waits on the request.
+local function raised(e)
+  return new_error { kind = "raised", error = e, message = tostring(e) }
+end
+
 --- Send a Graph request with its token, retrying what may be retried;
 -- `done(result, req)` runs from the loop with the final result (or
--- `done(nil, err)` when no token could be had). `req`: `{ method, url,
--- body?, create? }`; `ctx`: `{ loop, tokens, client, max_retries,
--- max_retry_wait }`. Every attempt carries the same client-request-id, and
--- retries a `Retry-Attempt` header.
+-- `done(nil, err)` when no token could be had, or when a later step raised:
+-- err.kind "raised", err.error the value raised). `done` runs exactly once.
+-- `req`: `{ method, url, body?, create? }`; `ctx`: `{ loop, tokens, client,
+-- max_retries, max_retry_wait }`. Every attempt carries the same
+-- client-request-id, and retries a `Retry-Attempt` header. The first
+-- attempt runs in the caller's frame, so its errors raise there.
 function M.send_async(ctx, req, done)
   local loop = ctx.loop
   req.client_request_id = core.uuid()
-  local attempt, refreshed = 0, false
-  local function try()
+  local attempt, refreshed, finished = 0, false, false
+  local function finish(a, b)
+    finished = true
+    done(a, b)
+  end
+  -- a step run from the loop: what it raises goes to `done`, or, once done
+  -- ran (done itself raised), to the loop's error hook
+  local function later(fn)
+    return function(...)
+      local ok, e = pcall(fn, ...)
+      if ok then return end
+      if finished then error(e, 0) end
+      finish(nil, raised(e))
+    end
+  end
+  local try
+  local function answered(result)
+    if is_expired_token(result) and not refreshed and ctx.tokens:refreshable() then
+      refreshed = true -- one refresh and one more try; not counted as a retry
+      ctx.tokens:invalidate()
+      return try()
+    end
+    if retryable(result, req) and attempt < ctx.max_retries then
+      attempt = attempt + 1
+      loop:timer(M.retry_delay(result.headers and result.headers["retry-after"], attempt, ctx.max_retry_wait),
+        later(try))
+      return
+    end
+    result.attempts = attempt + 1
+    finish(result, req)
+  end
+  answered = later(answered)
+  function try()
     local token, terr = ctx.tokens:get(loop, ctx.client)
-    if not token then return done(nil, terr) end
+    if not token then return finish(nil, terr) end
     req.headers = {
       ["Authorization"] = "Bearer " .. token,
       ["Accept"] = "application/json",
@@ -196,30 +236,25 @@ function M.send_async(ctx, req, done)
       ["Retry-Attempt"] = attempt > 0 and tostring(attempt) or nil,
     }
     if req.body then req.headers["Content-Type"] = "application/json" end
-    M.submit(loop, req, function(result)
-      if is_expired_token(result) and not refreshed and ctx.tokens:refreshable() then
-        refreshed = true -- one refresh and one more try; not counted as a retry
-        ctx.tokens:invalidate()
-        return try()
-      end
-      if retryable(result, req) and attempt < ctx.max_retries then
-        attempt = attempt + 1
-        loop:timer(M.retry_delay(result.headers and result.headers["retry-after"], attempt, ctx.max_retry_wait),
-          try)
-        return
-      end
-      result.attempts = attempt + 1
-      done(result, req)
-    end)
+    M.submit(loop, req, answered)
   end
   try()
+  return function() return finished end
 end
 
 --- `send_async`, waiting on the loop for the outcome: result, req | nil, err.
+-- An error a retry raised is raised here, in the caller's frame; a request
+-- with no outcome by `M.deadline` is a timeout (an unknown outcome for a
+-- create request).
 function M.send(ctx, req)
   local first, second, finished
   M.send_async(ctx, req, function(a, b) first, second, finished = a, b, true end)
-  ctx.loop:wait(function() return finished end)
+  if not ctx.loop:wait(function() return finished end, M.deadline(ctx)) then
+    return nil, new_error { kind = req.create and "unknown_outcome" or "timeout", method = req.method,
+      url = req.url, client_request_id = req.client_request_id,
+      message = ("no outcome within %g s"):format(M.deadline(ctx)) }
+  end
+  if first == nil and getmetatable(second) and second.kind == "raised" then error(second.error, 0) end
   return first, second
 end
 

@@ -1,14 +1,28 @@
-/* HTTP dispatch: a graphcall.http userdata owns one libcurl multi handle, so
- * every request of a client shares its connections (keep-alive, HTTP/2 over
- * TLS when the server offers it), and many requests can be in flight at
- * once, up to a bound; the rest wait in submission order.
+/* HTTP dispatch and the loop's one descriptor: a graphcall.http userdata
+ * owns one libcurl multi handle, so every request of a client shares its
+ * connections (keep-alive, HTTP/2 over TLS when the server offers it), and
+ * many requests can be in flight at once, up to a bound; the rest wait in
+ * submission order.
+ *
+ * It also owns the event loop's epoll descriptor. libcurl puts its sockets
+ * there itself (CURLMOPT_SOCKETFUNCTION, driven by
+ * curl_multi_socket_action), and the Lua loop adds the other descriptors
+ * it waits on (h:watch: the receivers' epoll fds, Redis connections), so
+ * one epoll_wait covers everything and a wake-up costs what became ready,
+ * not what is open. A host event loop waits on h:fd() for reading.
  *
  * libcurl calls back only into C (body and header accounting); Lua values
  * are built after curl_multi_* has returned. Finished transfers move to a
  * done list first, so a Lua memory error while building results loses
  * nothing that close() would not free. */
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sys/epoll.h>
 
 #include <curl/curl.h>
 
@@ -17,7 +31,9 @@
 #define MAX_HEADER_LINES 200
 #define MAX_HEADER_BYTES (64 * 1024)
 #define EASY_POOL 64
-#define MAX_EXTRA_FDS 16
+#define MAX_EVENTS 64
+/* epoll data of libcurl's sockets; the Lua loop's watches carry small tokens */
+#define CURL_TAG (UINT64_C(1) << 63)
 #define URL_CACHE 8
 #define READ_HEADERS_MAX 16
 #define HEADER_NAME_MAX 127
@@ -67,8 +83,50 @@ typedef struct {
 	lua_Integer next_id;
 	parsed_url urls[URL_CACHE];
 	unsigned long url_clock;
+	int epfd;                   /* the loop's one descriptor */
+	long long timer_at;         /* libcurl's timer, monotonic ms; -1: none */
 	int closed;
 } gc_http;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: libcurl says which of its sockets to wait on,
+ * for what; socketp remembers that a socket is in the epoll set. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *socketp)
+{
+	gc_http *h = ud;
+	struct epoll_event ev = { 0 };
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+		curl_multi_assign(h->multi, fd, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	ev.data.u64 = CURL_TAG | (uint64_t)(unsigned)fd;
+	if (epoll_ctl(h->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0 &&
+	    epoll_ctl(h->epfd, socketp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0)
+		return -1;
+	curl_multi_assign(h->multi, fd, h);
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when libcurl next wants to run for its own sake. */
+static int on_timer(CURLM *multi, long ms, void *ud)
+{
+	gc_http *h = ud;
+
+	(void)multi;
+	h->timer_at = ms < 0 ? -1 : now_ms() + ms;
+	return 0;
+}
 
 static void list_push(list *l, transfer *t)
 {
@@ -286,10 +344,21 @@ int gc_l_http(lua_State *L)
 	luaL_setmetatable(L, GC_HTTP_MT);
 	lua_insert(L, -2);
 	lua_setiuservalue(L, -2, 1);        /* the CA file path, kept by the userdata */
+	h->epfd = -1;
+	h->timer_at = -1;
 	h->multi = curl_multi_init();
 	if (!h->multi)
 		return luaL_error(L, "graphcall.http: out of memory");
+	if ((h->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		curl_multi_cleanup(h->multi);
+		h->multi = NULL;
+		return luaL_error(L, "graphcall.http: epoll_create1: %s", strerror(errno));
+	}
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)in_flight);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	h->closed = 0;
 	h->connect_timeout_ms = connect_ms;
 	h->timeout_ms = total_ms;
@@ -327,6 +396,8 @@ static int http_close(lua_State *L)
 	}
 	curl_multi_cleanup(h->multi);
 	h->multi = NULL;
+	close(h->epfd);
+	h->epfd = -1;
 	return 0;
 }
 
@@ -633,50 +704,126 @@ static void collect(gc_http *h)
 	start_waiting(h);
 }
 
-/* h:poll(timeout_ms [, fds]) -> results: wait up to timeout_ms for transfer
- * progress or for one of the extra fds (the receivers' epoll fds) to become
- * readable, then return the transfers that finished, in completion order. */
-static int http_poll(lua_State *L)
+/* Let libcurl act on one socket (or on its timer: CURL_SOCKET_TIMEOUT). */
+static void act(gc_http *h, curl_socket_t fd, int flags)
+{
+	int running;
+
+	curl_multi_socket_action(h->multi, fd, flags, &running);
+}
+
+/* Run libcurl's timer when it is due. */
+static void run_timer(gc_http *h)
+{
+	if (h->timer_at >= 0 && h->timer_at <= now_ms()) {
+		h->timer_at = -1;
+		act(h, CURL_SOCKET_TIMEOUT, 0);
+	}
+}
+
+static int ready_mask(uint32_t events)
+{
+	return (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? 1 : 0) | (events & (EPOLLOUT | EPOLLERR) ? 2 : 0);
+}
+
+/* h:wait(timeout_ms) -> results, ready: wait up to timeout_ms (less when
+ * libcurl's timer is due sooner) for any descriptor of the epoll set; let
+ * libcurl act on its own sockets; return the transfers that finished, in
+ * completion order, and the watched descriptors that became ready as a flat
+ * list { token1, mask1, token2, mask2, ... } (mask: 1 readable, 2 writable). */
+static int http_wait(lua_State *L)
 {
 	gc_http *h = check_http(L);
 	lua_Integer timeout = luaL_checkinteger(L, 2);
-	struct curl_waitfd extra[MAX_EXTRA_FDS];
-	unsigned nextra = 0;
-	int running, i = 0;
+	struct epoll_event evs[MAX_EVENTS];
+	int n, nready = 0, i = 0;
 
-	if (!lua_isnoneornil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, 3); k++) {
-			lua_rawgeti(L, 3, k);
-			luaL_argcheck(L, nextra < MAX_EXTRA_FDS, 3, "too many fds");
-			extra[nextra].fd = (curl_socket_t)luaL_checkinteger(L, -1);
-			extra[nextra].events = CURL_WAIT_POLLIN;
-			extra[nextra].revents = 0;
-			nextra++;
-			lua_pop(L, 1);
-		}
-	}
 	if (timeout < 0)
 		timeout = 0;
 	if (timeout > 60000)
 		timeout = 60000;
-
-	curl_multi_perform(h->multi, &running);
-	collect(h);
-	if (!h->done.head && timeout > 0) {
-		curl_multi_poll(h->multi, nextra ? extra : NULL, nextra, (int)timeout, NULL);
-		curl_multi_perform(h->multi, &running);
-		collect(h);
+	if (h->done.head)
+		timeout = 0;
+	if (h->timer_at >= 0) {
+		long long due = h->timer_at - now_ms();
+		if (due < timeout)
+			timeout = due < 0 ? 0 : due;
 	}
-
-	lua_createtable(L, (int)h->done.count, 0);
+	/* the ready list is made before libcurl runs, so no Lua error can
+	 * come between epoll_wait and the events being handed out */
+	lua_settop(L, 1);
+	lua_createtable(L, 0, 0);           /* 2: results, filled below */
+	lua_createtable(L, 8, 0);           /* 3: ready */
+	n = epoll_wait(h->epfd, evs, MAX_EVENTS, (int)timeout);
+	for (int k = 0; k < n; k++) {
+		if (evs[k].data.u64 & CURL_TAG)
+			continue;
+		lua_pushinteger(L, (lua_Integer)evs[k].data.u64);
+		lua_rawseti(L, 3, ++nready);
+		lua_pushinteger(L, ready_mask(evs[k].events));
+		lua_rawseti(L, 3, ++nready);
+	}
+	for (int k = 0; k < n; k++) {
+		int flags = 0;
+		if (!(evs[k].data.u64 & CURL_TAG))
+			continue;
+		flags |= evs[k].events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0;
+		flags |= evs[k].events & EPOLLOUT ? CURL_CSELECT_OUT : 0;
+		flags |= evs[k].events & EPOLLERR ? CURL_CSELECT_ERR : 0;
+		act(h, (curl_socket_t)(evs[k].data.u64 & ~CURL_TAG), flags);
+	}
+	run_timer(h);
+	collect(h);
 	while (h->done.head) {
 		transfer *t = h->done.head;
 		push_result(L, t);
-		lua_rawseti(L, -2, ++i);
+		lua_rawseti(L, 2, ++i);
 		list_remove(&h->done, t);
 		transfer_free(h, t);
 	}
+	return 2;
+}
+
+/* h:watch(fd, events, token): wait on fd too ("r", "w" or "rw"; a watch of
+ * the same fd is changed); h:wait reports it by token (a positive integer
+ * below 2^53). h:unwatch(fd) stops. Returns true, or nil, err when the
+ * kernel refuses the descriptor (closed, or one epoll cannot wait on). */
+static int http_watch(lua_State *L)
+{
+	gc_http *h = check_http(L);
+	int fd = (int)luaL_checkinteger(L, 2);
+	const char *events = luaL_checkstring(L, 3);
+	lua_Integer token = luaL_checkinteger(L, 4);
+	struct epoll_event ev = { 0 };
+
+	luaL_argcheck(L, fd >= 0, 2, "not a file descriptor");
+	luaL_argcheck(L, token > 0 && token < ((lua_Integer)1 << 53), 4, "token must be a positive integer");
+	luaL_argcheck(L, strcmp(events, "r") == 0 || strcmp(events, "w") == 0 || strcmp(events, "rw") == 0 ||
+	              strcmp(events, "") == 0, 3, "events must be \"r\", \"w\", \"rw\" or \"\"");
+	ev.events = (strchr(events, 'r') ? EPOLLIN : 0) | (strchr(events, 'w') ? EPOLLOUT : 0);
+	ev.data.u64 = (uint64_t)token;
+	if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+	    (errno != ENOENT || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0))
+		return gc_fail(L, "watch", "cannot wait on fd %d: %s", fd, strerror(errno));
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int http_unwatch(lua_State *L)
+{
+	gc_http *h = check_http(L);
+	int fd = (int)luaL_checkinteger(L, 2);
+
+	lua_pushboolean(L, epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL) == 0);
+	return 1;
+}
+
+/* h:fd() -> the epoll descriptor: readable when anything the loop waits on is */
+static int http_fd(lua_State *L)
+{
+	gc_http *h = check_http(L);
+
+	lua_pushinteger(L, h->epfd);
 	return 1;
 }
 
@@ -689,14 +836,18 @@ static int http_pending(lua_State *L)
 	return 1;
 }
 
-/* h:timeout() -> ms until libcurl needs to run for its own timers, or -1 */
+/* h:timeout() -> ms until libcurl needs to run for its own timers (0 when
+ * finished transfers wait to be returned), or -1 */
 static int http_timeout(lua_State *L)
 {
 	gc_http *h = check_http(L);
-	long ms = -1;
+	long long ms = -1;
 
-	curl_multi_timeout(h->multi, &ms);
-	lua_pushinteger(L, ms);
+	if (h->done.head)
+		ms = 0;
+	else if (h->timer_at >= 0)
+		ms = h->timer_at - now_ms() < 0 ? 0 : h->timer_at - now_ms();
+	lua_pushinteger(L, (lua_Integer)ms);
 	return 1;
 }
 
@@ -722,7 +873,10 @@ void gc_open_http(lua_State *L)
 	};
 	static const luaL_Reg methods[] = {
 		{ "submit", http_submit },
-		{ "poll", http_poll },
+		{ "wait", http_wait },
+		{ "watch", http_watch },
+		{ "unwatch", http_unwatch },
+		{ "fd", http_fd },
 		{ "pending", http_pending },
 		{ "timeout", http_timeout },
 		{ "close", http_close },

@@ -858,6 +858,14 @@ static int srv_timeout(lua_State *L)
 	return 1;
 }
 
+/* The connections libmicrohttpd has open. */
+static unsigned int connections(const struct server *s)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return di ? di->num_connections : 0;
+}
+
 /* srv:run([wait_ms [, handler]]): one round of MHD work, waiting up to
  * wait_ms for activity when wait_ms > 0. With a handler, each request that
  * completes is handed to handler(request) at once (see the top of this
@@ -870,6 +878,7 @@ static int srv_run(lua_State *L)
 	struct server *s = check_server(L);
 	lua_Integer wait = luaL_optinteger(L, 2, 0);
 	int has_handler = !lua_isnoneornil(L, RUN_HANDLER);
+	int at_limit;
 	enum MHD_Result ok;
 
 	if (has_handler)
@@ -885,11 +894,18 @@ static int srv_run(lua_State *L)
 	s->handled = 0;
 	s->rerun = 0;
 	s->running = 1;
+	at_limit = connections(s) >= s->max_connections;
 	if (wait > 0)
 		ok = MHD_run_wait(s->d, wait > INT32_MAX ? INT32_MAX : (int32_t)wait);
 	else
 		ok = MHD_run(s->d);
 	s->running = 0;
+	/* At the connection limit libmicrohttpd takes its listening socket out
+	 * of its epoll set, and puts it back only at the start of a later run:
+	 * once a slot is free, run again at once, or waiting clients would
+	 * wait for some other event. */
+	if (at_limit && !s->closed && connections(s) < s->max_connections)
+		s->rerun = 1;
 	s->L = NULL;
 	if (s->close_deferred)
 		shut_down(s);
