@@ -55,9 +55,7 @@ local function check_type(opts, key, expected)
 end
 
 --- Create a client.
--- @tparam table opts see `DEFAULTS`; unknown keys raise.
--- @treturn graphcall.Client
----@param opts table
+---@param opts table see `DEFAULTS`; unknown keys raise.
 ---@return graphcall.Client
 function M.new(opts)
   if type(opts) ~= "table" then fail("expected an options table, got %s", type(opts)) end
@@ -133,19 +131,15 @@ end
 
 --- Build (without sending) the request that places a call.
 -- Raises on a bad spec, naming the field.
--- @tparam table spec targets, subject, media, modalities, source, ... (see README)
--- @treturn userdata graphcall.request with `method`, `url`, `path`, `body`
----@param spec table
----@return userdata
+---@param spec table targets, subject, media, modalities, source, ... (see doc/calls.md)
+---@return userdata # graphcall.request with `method`, `url`, `path`, `body`
 function Client:prepare_call(spec)
   return build(self, spec, "call")
 end
 
 --- Build (without sending) the request that joins a meeting.
--- @tparam table spec url | chat_info + organizer | meeting_id [+ passcode] | meeting_token, ...
--- @treturn userdata graphcall.request
----@param spec table
----@return userdata
+---@param spec table url | chat_info + organizer | meeting_id [+ passcode] | meeting_token, ...
+---@return userdata # graphcall.request
 function Client:prepare_join(spec)
   return build(self, spec, "join")
 end

@@ -108,11 +108,10 @@ function M.app_media(t)
 end
 
 --- Parse the body of a notification POST (a commsNotifications envelope).
--- @tparam string body
--- @tparam[opt] table opts `{ max_bytes = 1048576 }`
--- @return notifications userdata (`#n`, `n[i]`, `ipairs(n)`), or nil, err (`err.kind == "bad_notification"`)
+-- Returns the notifications userdata (`#n`, `n[i]`, `ipairs(n)`), or nil, err
+-- (`err.kind == "bad_notification"`).
 ---@param body string
----@param opts? {max_bytes?: integer}
+---@param opts? {max_bytes?: integer} default `{ max_bytes = 1048576 }`
 ---@return userdata|nil, table?
 function M.parse_notifications(body, opts)
   if type(body) ~= "string" then
@@ -137,11 +136,11 @@ function M.parse_notifications(body, opts)
 end
 
 --- Parse a Teams join link into the spec keys `prepare_join` takes.
--- @tparam string url `https://teams.microsoft.com/l/meetup-join/...`
---   or `https://teams.microsoft.com/meet/<id>?p=<passcode>`
--- @return table `{kind="meetup_join", chat_info=, organizer=, tenant=}`
---   or `{kind="meeting_id", meeting_id=, passcode=}`; or nil, err (`err.kind == "bad_join_url"`)
----@param url string
+-- `url` is `https://teams.microsoft.com/l/meetup-join/...` or
+-- `https://teams.microsoft.com/meet/<id>?p=<passcode>`. Returns
+-- `{kind="meetup_join", chat_info=, organizer=, tenant=}` or `{kind="meeting_id", meeting_id=, passcode=}`;
+-- or nil, err (`err.kind == "bad_join_url"`).
+---@param url string a Teams join link
 ---@return table|nil, table?
 function M.parse_join_url(url)
   if type(url) ~= "string" then

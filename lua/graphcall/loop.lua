@@ -112,10 +112,11 @@ function Loop:protect(fn, ...)
 end
 
 --- Send an HTTP request; `callback(result)` runs from the loop when it ends.
--- @tparam table req `{ method=, url=, headers=, body=, create=, read_headers= }`
--- (read_headers: the lower-case names of the only response headers the
--- result's `headers` needs; default all)
--- @treturn integer the transfer id
+-- `req.read_headers`: the lower-case names of the only response headers the
+-- result's `headers` needs (default all).
+---@param req table `{ method=, url=, headers=, body=, create=, read_headers= }`
+---@param callback fun(result: table)
+---@return integer # the transfer id
 function Loop:request(req, callback)
   local id = self.http:submit(req)
   self.callbacks[id] = callback

@@ -23,7 +23,7 @@ local function auth_error(fields)
 end
 
 --- A token source for a client.
--- @tparam table opts `{ token = string|function, client_secret =, tenant =, app_id =, login_url = }`
+---@param opts {token?: string|function, client_secret?: string, tenant?: string, app_id: string, login_url: string}
 function M.new(opts)
   local secret = opts.client_secret
   local self = setmetatable({

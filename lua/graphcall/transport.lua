@@ -46,9 +46,9 @@ local GATEWAY = { [502] = true, [503] = true, [504] = true }
 
 --- Turn a transfer result into the error it stands for, or nil when it
 -- succeeded with one of `expected` statuses.
--- @tparam table r result from `graphcall.http:poll`
--- @tparam table req the request (`create` marks a create-call)
--- @tparam table expected set of acceptable statuses
+---@param r table result from `graphcall.http:poll`
+---@param req table the request (`create` marks a create-call)
+---@param expected table set of acceptable statuses
 function M.check(r, req, expected)
   local err
   if r.failure then
