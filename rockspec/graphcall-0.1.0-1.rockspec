@@ -100,6 +100,7 @@ build = {
       ["graphcall.emulator"] = "lua/graphcall/emulator/init.lua",
       ["graphcall.emulator.resources"] = "lua/graphcall/emulator/resources.lua",
       ["graphcall.events"] = "lua/graphcall/events.lua",
+      ["graphcall.fleet"] = "lua/graphcall/fleet.lua",
       ["graphcall"] = "lua/graphcall/init.lua",
       ["graphcall.keys"] = "lua/graphcall/keys.lua",
       ["graphcall.loop"] = "lua/graphcall/loop.lua",

@@ -7,6 +7,7 @@ local transport = require "graphcall.transport"
 local receiver = require "graphcall.receiver"
 local token_source = require "graphcall.token"
 local events = require "graphcall.events"
+local fleet = require "graphcall.fleet"
 local cjson = require("cjson.safe").new()
 
 local M = {}
@@ -35,6 +36,7 @@ M.DEFAULTS = {
   max_retries = 3,         -- retries of a throttled or unavailable request (429, 503, 504)
   max_retry_wait = 60,     -- seconds: the longest wait before one retry (Retry-After is capped to it)
   keep_alive_interval = 900, -- seconds between automatic keepAlive requests (Graph ends a call after 2700)
+  store = false,           -- a fleet: { redis =, instance =, ... } (graphcall.fleet.DEFAULTS); calls shared in Redis
 }
 
 local ENDPOINTS = { ["v1.0"] = true, beta = true, ["beta/app"] = true, ["beta/applications"] = true }
@@ -110,6 +112,10 @@ function M.new(opts)
     calls = {},          -- the registry: call id -> call object, until terminated
     handlers = {},       -- client events ("incoming", "notification", "unknown")
   }, Client)
+  if opts.store ~= nil then
+    self.fleet = fleet.new(self, opts.store)
+    self.fleet:start()
+  end
   tokens[self] = token_source.new {
     token = opts.token, client_secret = opts.client_secret, tenant = opts.tenant, app_id = app_id,
     login_url = login_url:gsub("/+$", ""),
@@ -124,7 +130,18 @@ local function build(self, spec, mode)
   if type(spec) ~= "table" then
     error(("graphcall.prepare_%s: expected a spec table, got %s"):format(mode, type(spec)), 3)
   end
-  local ok, req = pcall(core.build_request, self.app_id, spec, mode, self.callback_uri, self.graph_url, self.endpoint)
+  local callback_uri = self.callback_uri
+  if self.fleet then
+    -- the instance hint, so the load balancer routes the call's notifications here
+    callback_uri = self.fleet:hinted(spec.callback_uri or callback_uri)
+    if spec.callback_uri then
+      local copy = {}
+      for k, v in pairs(spec) do copy[k] = v end
+      copy.callback_uri = callback_uri
+      spec = copy
+    end
+  end
+  local ok, req = pcall(core.build_request, self.app_id, spec, mode, callback_uri, self.graph_url, self.endpoint)
   if not ok then error(("graphcall.prepare_%s: %s"):format(mode, req), 3) end
   return req
 end
@@ -170,7 +187,9 @@ local function created(self, result, req)
     return nil, transport.new_error { kind = "bad_response", status = result.status,
       message = "the created call has no id", request_id = result.headers["request-id"] }
   end
-  return self:track(call_object.new(self, fields, result.headers.location, result.body))
+  local call = call_object.new(self, fields, result.headers.location, result.body)
+  call.client_request_id = req.client_request_id
+  return self:track(call)
 end
 
 -- Send a request built by prepare_call/prepare_join: call | nil, err.
@@ -294,6 +313,7 @@ end
 --- Register a call object, so notifications reach it.
 function Client:track(call)
   self.calls[call.id] = call
+  if self.fleet then self.fleet:record(call) end
   return call
 end
 
@@ -303,7 +323,19 @@ function Client:forget(call)
     self.loop:cancel_timer(call.keep_alive_timer)
     call.keep_alive_timer = nil
   end
-  if self.calls[call.id] == call then self.calls[call.id] = nil end
+  if self.calls[call.id] == call then
+    self.calls[call.id] = nil
+    if self.fleet then self.fleet:drop(call.id) end
+  end
+end
+
+--- Hand this instance's calls to the other live instances of the fleet
+-- and stop taking notifications (a deploy, SIGTERM). Returns the number of
+-- calls handed off, or nil, err (kind "no_peer", "no_store").
+---@return integer|nil, table?
+function Client:drain()
+  if not self.fleet then return nil, transport.new_error { kind = "no_store", message = "the client has no store" } end
+  return self.fleet:drain()
 end
 
 --- Listen for client events: "incoming" as `fn(call, notification)` for an
@@ -320,9 +352,16 @@ function Client:emit(event, ...)
 end
 
 --- Hand a parsed batch of notifications to the calls they are about. The
--- receiver does this for every batch it accepts.
-function Client:dispatch(batch)
-  for _, n in ipairs(batch) do
+-- receiver does this for every batch it accepts (`body`: the raw body, which
+-- a fleet forwards to the call's owner).
+function Client:dispatch(batch, body)
+  if self.fleet then return self.fleet:dispatch(batch, body, function(n) self:handle(n) end) end
+  for _, n in ipairs(batch) do self:handle(n) end
+end
+
+--- Apply one accepted notification.
+function Client:handle(n)
+  do
     self:emit("notification", n)
     local call = n.call_id and self.calls[n.call_id]
     if call then
@@ -342,6 +381,8 @@ end
 
 --- Start the automatic keepAlive of an established call.
 function Client:keep_alive_start(call)
+  -- a fleet keeps it alive through the shared schedule; locally only while Redis is away
+  if self.fleet and self.fleet:keep_alive(call) then return end
   if call.keep_alive_timer then return end
   local function beat()
     call.keep_alive_timer = nil

@@ -390,7 +390,8 @@ function Emulator:sweep()
   for _, call in ipairs(expired) do
     self:terminate(call, result_info(408, 8537, "Keep Alive timeout, cleaned up inactive call."))
   end
-  self:after(SWEEP, function() self:sweep() end)
+  -- a short keep_alive_timeout (specs) is checked as often as it needs
+  self:after(math.min(SWEEP, self.keep_alive_timeout / 4), function() self:sweep() end)
 end
 
 M.JSON, M.graph_error, M.split_path, M.result_info, M.copy, M.join, M.is_array =

@@ -169,7 +169,7 @@ function M.start(opts)
   -- where a receiver finds the emulator's signing keys
   self.openid_url = self.url .. "/v1/.well-known/OpenIdConfiguration"
   loop:add_server(server, function(req) self:handle(req) end)
-  self:after(calls.SWEEP, function() self:sweep() end)
+  self:after(math.min(calls.SWEEP, self.keep_alive_timeout / 4), function() self:sweep() end)
   return self
 end
 

@@ -1,0 +1,452 @@
+--- The fleet: several instances of one bot share their calls through Redis,
+-- so that any instance can receive any notification and no call is lost
+-- when an instance dies or restarts. A client gets one with
+-- `graphcall.new{ ..., store = { redis = url, instance = "bot-1" } }`.
+--
+-- In Redis (every key under `prefix`):
+--   alive:<instance>   the instance's liveness, renewed every `heartbeat` s, expiring after `liveness_ttl`
+--   instances          the set of instances that own calls
+--   call:<id>          hash: owner, epoch, state, rank, tenant, callback_uri, crid, checkpoint
+--   owned:<instance>   the set of call ids the instance owns
+--   keepalive          sorted set: call id by when its next keepAlive is due (ms, Redis' clock)
+--   seen:<sha1>        a notification already handled, fleet-wide
+--   inbox:<instance>   stream of notification bodies (and hand-offs) for the owner
+--   throttle           set for Retry-After seconds when Graph answered 429
+--
+-- Guarantees: a notification is handled once (fleet-wide dedupe), by the
+-- call's owner; a dead owner's calls are taken over atomically (the epoch
+-- goes up) by whichever live instance comes first; a due keepAlive is
+-- claimed atomically by one instance. With Redis unreachable, every instance
+-- keeps its own calls alive locally (a duplicate keepAlive is harmless) and
+-- handles what reaches it (at least once).
+-- @module graphcall.fleet
+local core = require "graphcall.core"
+local redis = require "graphcall.redis"
+local call_object = require "graphcall.call"
+local cjson = require("cjson.safe").new()
+
+local M = {}
+
+--- Options of `store`, with defaults.
+M.DEFAULTS = {
+  redis = "redis://127.0.0.1:6379/0", -- redis:// URL or unix:///path.sock
+  instance = false,        -- required: this instance's name, stable across restarts (e.g. "bot-1")
+  prefix = "gc:",          -- of every key
+  heartbeat = 1,           -- seconds between liveness renewals, keepAlive claims and checks for dead peers
+  liveness_ttl = 3,        -- seconds after which a silent instance counts as dead
+  seen_ttl = 3600,         -- seconds a handled notification is remembered
+  hint = "gi",             -- query parameter of the callbackUri naming the instance, for the load balancer
+}
+
+---@class graphcall.Fleet
+local Fleet = {}
+Fleet.__index = Fleet
+
+-- KEYS[1] keepalive zset; ARGV: interval ms, batch. Due ids, each moved one
+-- interval ahead: whoever claims one sends it.
+local CLAIM = [[
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id) end
+return due]]
+
+-- KEYS[1] keepalive zset; ARGV: interval ms, id. Schedule unless scheduled.
+local SCHEDULE = [[
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+return redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[1]), ARGV[2])]]
+
+-- KEYS[1] call hash; ARGV: prefix, id, me, target (nil: take over only from
+-- a dead owner; set: hand over to target). { 1, old owner, epoch } when the
+-- call changed hands, { 0, owner } otherwise.
+local MOVE = [[
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner then return { 0, false } end
+local to = ARGV[4] or ARGV[3]
+if owner == to then return { 0, owner } end
+if not ARGV[4] and redis.call('EXISTS', ARGV[1] .. 'alive:' .. owner) == 1 then return { 0, owner } end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'owner', to)
+redis.call('SREM', ARGV[1] .. 'owned:' .. owner, ARGV[2])
+redis.call('SADD', ARGV[1] .. 'owned:' .. to, ARGV[2])
+redis.call('SADD', ARGV[1] .. 'instances', to)
+return { 1, owner, epoch }]]
+
+-- KEYS[1] call hash; ARGV: state, rank. The state never goes back.
+local STATE = [[
+local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+if tonumber(ARGV[2]) < rank then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'rank', ARGV[2])
+return 1]]
+
+--- Make the fleet member of `client`. Raises on bad options.
+function M.new(client, opts)
+  if type(opts) ~= "table" then error("graphcall.new: store: expected an options table", 3) end
+  local o = {}
+  for k, v in pairs(opts) do
+    if M.DEFAULTS[k] == nil then error(("graphcall.new: store: unknown option '%s'"):format(tostring(k)), 3) end
+    o[k] = v
+  end
+  for k, v in pairs(M.DEFAULTS) do if o[k] == nil and v ~= false then o[k] = v end end
+  if type(o.instance) ~= "string" or not o.instance:match("^[%w%-_.]+$") then
+    error("graphcall.new: store: instance must be a name of letters, digits, '-', '_' or '.'", 3)
+  end
+  if type(o.heartbeat) ~= "number" or o.heartbeat <= 0 or type(o.liveness_ttl) ~= "number"
+      or o.liveness_ttl <= o.heartbeat then
+    error("graphcall.new: store: liveness_ttl must be longer than heartbeat (seconds)", 3)
+  end
+  local loop = client.loop
+  local self = setmetatable({
+    client = client, loop = loop, me = o.instance, prefix = o.prefix, heartbeat = o.heartbeat,
+    ttl_ms = math.floor(o.liveness_ttl * 1000), seen_ttl = o.seen_ttl, hint = o.hint,
+    up = false, forwarded = 0, adopted = 0, handled = 0, throttled_until = 0,
+  }, Fleet)
+  self.conn = redis.new(loop, { url = o.redis, on_state = function(_, state) self:on_state(state) end })
+  -- a blocking XREADGROUP holds its connection: the inbox has one of its own
+  self.inbox_conn = redis.new(loop, { url = o.redis })
+  self.claim = self.conn:script(CLAIM)
+  self.schedule_script = self.conn:script(SCHEDULE)
+  self.move = self.conn:script(MOVE)
+  self.state_script = self.conn:script(STATE)
+  return self
+end
+
+function Fleet:key(...)
+  return self.prefix .. table.concat({ ... }, ":")
+end
+
+-- Run fn as a loop task, reporting its errors.
+function Fleet:task(fn, ...)
+  return self.loop:spawn(fn, ...)
+end
+
+--- The callbackUri with this instance's hint: `?gi=bot-1`.
+function Fleet:hinted(uri)
+  if type(uri) ~= "string" then return uri end
+  local sep = uri:find("?", 1, true) and "&" or "?"
+  return uri .. sep .. self.hint .. "=" .. self.me
+end
+
+-- Redis came back (or up the first time): resume the shared schedule for the
+-- calls kept alive locally meanwhile.
+function Fleet:on_state(state)
+  self.up = state == "up"
+  if not self.up then return end
+  self:task(function()
+    self:beat()
+    for _, call in pairs(self.client.calls) do
+      self:record(call)
+      if call.state == "established" then self:keep_alive(call) end
+    end
+  end)
+end
+
+--- Start: liveness, the inbox reader, the heartbeat, and the calls this
+-- instance owned before a restart (adopted again).
+function Fleet:start()
+  self:task(function()
+    self.conn:wait_up(5)
+    self:beat()
+    local ids = self.conn:call { "SMEMBERS", self:key("owned", self.me) }
+    for _, id in ipairs(type(ids) == "table" and ids or {}) do self:adopt(id) end
+  end)
+  self:task(function() self:read_inbox() end)
+  local function tick()
+    if self.closed then return end
+    if not self.ticking then
+      self.ticking = true
+      self:task(function()
+        local ok, err = pcall(self.beat_and_claim, self)
+        self.ticking = false
+        if not ok then self.loop:report(err, "fleet heartbeat") end
+      end)
+    end
+    self.timer = self.loop:timer(self.heartbeat, tick)
+  end
+  self.timer = self.loop:timer(self.heartbeat, tick)
+end
+
+-- Renew the liveness key.
+function Fleet:beat()
+  if self.draining then return end
+  self.conn:call { "SET", self:key("alive", self.me), tostring(core.monotonic()), "PX", tostring(self.ttl_ms) }
+  self.conn:call { "SADD", self:key("instances"), self.me }
+end
+
+function Fleet:beat_and_claim()
+  if not self.up then return end
+  self:beat()
+  -- a 429 seen by any instance pauses this one too
+  local pttl = self.conn:call { "PTTL", self:key("throttle") }
+  if math.type(pttl) == "integer" and pttl > 0 then
+    self.throttled_until = self.loop.clock() + pttl / 1000
+  end
+  local due = self.claim:call({ self:key("keepalive") },
+    { tostring(math.floor(self.client.keep_alive_interval * 1000)), "500" })
+  for _, id in ipairs(type(due) == "table" and due or {}) do
+    self:task(function() self:send_keep_alive(id) end)
+  end
+  -- dead peers: take their calls over
+  local peers = self.conn:call { "SMEMBERS", self:key("instances") }
+  for _, peer in ipairs(type(peers) == "table" and peers or {}) do
+    if peer ~= self.me and self.conn:call { "EXISTS", self:key("alive", peer) } == 0 then self:reap(peer) end
+  end
+end
+
+--- A 429 with Retry-After: every instance pauses that long.
+function Fleet:throttle(seconds)
+  if not self.up or not seconds or seconds <= 0 then return end
+  self.conn:command({ "SET", self:key("throttle"), "1", "PX", tostring(math.floor(seconds * 1000)) },
+    function() end)
+end
+
+function Fleet:send_keep_alive(id)
+  local _, err = self.client:call_request(id, "POST", "/keepAlive", nil, { [200] = true })
+  self.keep_alives = (self.keep_alives or 0) + 1
+  if err and err.status == 404 then
+    local call = self.client.calls[id]
+    if call then call:gone(nil) else self:drop(id) end
+  elseif err then
+    self.loop:report(err, "keepAlive of call " .. id)
+  end
+end
+
+--- Record a call this instance owns (created, answered or adopted).
+function Fleet:record(call)
+  if not self.up then return end
+  local key = self:key("call", call.id)
+  self.conn:call { "HSETNX", key, "owner", self.me }
+  self.conn:call { "HSETNX", key, "epoch", "1" }
+  local fields = { "HSET", key, "id", call.id }
+  if call.client_request_id then fields[#fields + 1] = "crid"; fields[#fields + 1] = call.client_request_id end
+  if call.callback_uri then fields[#fields + 1] = "callback_uri"; fields[#fields + 1] = call.callback_uri end
+  self.conn:call(fields)
+  self.conn:call { "SADD", self:key("owned", self.me), call.id }
+  self.conn:call { "SADD", self:key("instances"), self.me }
+  self:save_state(call)
+end
+
+function Fleet:save_state(call)
+  if not self.up or not call.state then return end
+  self.state_script:eval({ self:key("call", call.id) },
+    { call.state, tostring(call_object.RANK[call.state] or 3) }, function() end)
+end
+
+--- Put an established call on the shared keepAlive schedule.
+function Fleet:keep_alive(call)
+  if not self.up then return false end
+  local ok = self.schedule_script:call({ self:key("keepalive") },
+    { tostring(math.floor(self.client.keep_alive_interval * 1000)), call.id })
+  return ok ~= nil
+end
+
+--- The application's checkpoint of a call, kept with it.
+function Fleet:checkpoint(call, tbl)
+  local text = assert(cjson.encode(tbl))
+  if #text > 65536 then error("graphcall.call.checkpoint: over 64 KiB as JSON", 3) end
+  if self.up then self.conn:call { "HSET", self:key("call", call.id), "checkpoint", text } end
+end
+
+-- A terminated call leaves the store.
+function Fleet:drop(id)
+  if not self.up then return end
+  self.conn:command({ "DEL", self:key("call", id) }, function() end)
+  self.conn:command({ "SREM", self:key("owned", self.me), id }, function() end)
+  self.conn:command({ "ZREM", self:key("keepalive"), id }, function() end)
+end
+
+--- Adopt call `id` (owned by this instance now): a call object from its
+-- record, resynced with Graph (404: it ended meanwhile), then `adopted`.
+function Fleet:adopt(id)
+  if self.client.calls[id] then return self.client.calls[id] end
+  local rec = self.conn:call { "HGETALL", self:key("call", id) }
+  if type(rec) ~= "table" or #rec == 0 then return nil end
+  local fields = {}
+  for i = 1, #rec, 2 do fields[rec[i]] = rec[i + 1] end
+  local call = call_object.new(self.client, { id = id, state = fields.state })
+  call.checkpoint = fields.checkpoint and cjson.decode(fields.checkpoint) or nil
+  call.epoch = tonumber(fields.epoch)
+  self.client.calls[id] = call
+  local data, err = self.client:get_call(id)
+  if not data and err and err.status == 404 then
+    call:gone(err.result_info)
+    return call
+  end
+  if data and data.state then call:set_state(data.state, nil) end
+  self.adopted = self.adopted + 1
+  if call.state == "established" then self:keep_alive(call) end
+  self.client:emit("adopted", call, call.checkpoint)
+  return call
+end
+
+-- Take over the calls of a dead peer, then the notifications it had not handled.
+function Fleet:reap(peer)
+  local ids = self.conn:call { "SMEMBERS", self:key("owned", peer) }
+  for _, id in ipairs(type(ids) == "table" and ids or {}) do
+    local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me })
+    if type(moved) == "table" and moved[1] == 1 then self:adopt(id) end
+  end
+  self:drain_inbox(peer)
+  local left = self.conn:call { "SCARD", self:key("owned", peer) }
+  if left == 0 then self.conn:call { "SREM", self:key("instances"), peer } end
+end
+
+-- The fingerprint of a notification: the same change delivered twice, to
+-- one instance or two, has the same one.
+local function fingerprint(n)
+  return core.redis_sha1(table.concat({ n.change_type or "", n.resource_url or "",
+    n.etag or n.state or "", n.operation_id or "", n.status or "", tostring(n.sequence_number or "") }, "\0"))
+end
+
+-- Claim a notification fleet-wide: true the first time only.
+function Fleet:first(n)
+  if not self.up then return true end
+  local ok = self.conn:call { "SET", self:key("seen", fingerprint(n)), self.me, "NX", "EX", tostring(self.seen_ttl) }
+  if ok == nil then return true end -- Redis went away meanwhile: handle it (at least once)
+  return ok ~= false
+end
+
+-- Where a notification about call `id` goes: "local", or the live owner's
+-- name, after taking over from a dead one.
+function Fleet:route(id)
+  if not id or self.client.calls[id] or not self.up then return "local" end
+  local owner = self.conn:call { "HGET", self:key("call", id), "owner" }
+  if type(owner) ~= "string" then return "local" end
+  if owner == self.me then
+    self:adopt(id)
+    return "local"
+  end
+  if self.conn:call { "EXISTS", self:key("alive", owner) } == 1 then return owner end
+  local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me })
+  if type(moved) == "table" and moved[1] == 1 then self:adopt(id) end
+  return "local"
+end
+
+--- Dispatch a verified batch: what this instance owns (or takes over) it
+-- handles once; what a live peer owns goes to the peer's inbox. `handle(n)`
+-- applies one notification locally.
+function Fleet:dispatch(batch, body, handle)
+  local forward = {}
+  for _, n in ipairs(batch) do
+    local where = self:route(n.call_id)
+    if where == "local" then
+      if self:first(n) then
+        self.handled = self.handled + 1
+        handle(n)
+      end
+    else
+      forward[where] = true
+    end
+  end
+  for owner in pairs(forward) do
+    local ok = self.conn:call { "XADD", self:key("inbox", owner), "*", "body", body }
+    if ok then self.forwarded = self.forwarded + 1 end
+  end
+end
+
+-- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }).
+function Fleet:apply_entries(stream, entries, handle)
+  local ids = {}
+  for _, e in ipairs(entries) do
+    local fields = {}
+    local kv = e[2] or {}
+    for i = 1, #kv, 2 do fields[kv[i]] = kv[i + 1] end
+    if fields.handoff then
+      self:adopt(fields.handoff)
+    elseif fields.body then
+      local batch = core.parse_notifications(fields.body)
+      if batch then
+        for _, n in ipairs(batch) do
+          local where = self:route(n.call_id)
+          if where == "local" and self.client.calls[n.call_id] and self:first(n) then
+            self.handled = self.handled + 1
+            handle(n)
+          end
+        end
+      end
+    end
+    ids[#ids + 1] = e[1]
+  end
+  if #ids > 0 then
+    local ack = { "XACK", stream, "g" }
+    for _, id in ipairs(ids) do ack[#ack + 1] = id end
+    self.conn:call(ack)
+  end
+end
+
+-- Read this instance's inbox until closed.
+function Fleet:read_inbox()
+  local stream = self:key("inbox", self.me)
+  local handle = function(n) self.client:handle(n) end
+  while not self.closed do
+    if not self.group_made then
+      local r = self.inbox_conn:call { "XGROUP", "CREATE", stream, "g", "0", "MKSTREAM" }
+      self.group_made = r ~= nil
+    end
+    local reply, err = self.inbox_conn:call({ "XREADGROUP", "GROUP", "g", self.me, "COUNT", "64", "BLOCK",
+      tostring(math.floor(self.heartbeat * 500)), "STREAMS", stream, ">" }, self.heartbeat + 2)
+    if type(reply) == "table" then
+      for _, s in ipairs(reply) do self:apply_entries(stream, s[2] or {}, handle) end
+    elseif err and err.code == "NOGROUP" then
+      self.group_made = false
+    elseif not reply and not self.closed then
+      -- Redis away: wait a beat before the next try
+      local waited = false
+      self.loop:timer(self.heartbeat, function() waited = true end)
+      self.loop:wait(function() return waited or self.closed end, self.heartbeat + 1)
+    end
+  end
+end
+
+-- What a dead peer had not handled: claim it and handle it here.
+function Fleet:drain_inbox(peer)
+  local stream = self:key("inbox", peer)
+  local reply = self.conn:call { "XAUTOCLAIM", stream, "g", self.me, "0", "0-0", "COUNT", "1000" }
+  local handle = function(n) self.client:handle(n) end
+  if type(reply) == "table" and type(reply[2]) == "table" then self:apply_entries(stream, reply[2], handle) end
+  -- entries never delivered to the peer's group reader
+  local unread = self.conn:call { "XREADGROUP", "GROUP", "g", self.me, "COUNT", "1000", "STREAMS", stream, ">" }
+  if type(unread) == "table" then
+    for _, s in ipairs(unread) do self:apply_entries(stream, s[2] or {}, handle) end
+  end
+end
+
+--- Graceful hand-off: stop being alive, give every call to a live peer
+-- (round robin), then stop. Returns the number of calls handed off, or nil,
+-- err when no peer is alive (the calls stay, and a restart adopts them).
+function Fleet:drain()
+  self.draining = true
+  self.conn:call { "DEL", self:key("alive", self.me) }
+  local peers, live = self.conn:call { "SMEMBERS", self:key("instances") }, {}
+  for _, p in ipairs(type(peers) == "table" and peers or {}) do
+    if p ~= self.me and self.conn:call { "EXISTS", self:key("alive", p) } == 1 then live[#live + 1] = p end
+  end
+  if #live == 0 then return nil, core.new_error { kind = "no_peer", message = "no live instance to hand calls to" } end
+  local n = 0
+  for id, call in pairs(self.client.calls) do
+    local to = live[n % #live + 1]
+    local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me, to })
+    if type(moved) == "table" and moved[1] == 1 then
+      self.conn:call { "XADD", self:key("inbox", to), "*", "handoff", id }
+      n = n + 1
+    end
+    if call.keep_alive_timer then self.loop:cancel_timer(call.keep_alive_timer) end
+    self.client.calls[id] = nil
+  end
+  self.conn:call { "SREM", self:key("instances"), self.me }
+  self:close()
+  return n
+end
+
+--- Stop the fleet member (idempotent); the calls' records stay in Redis.
+function Fleet:close()
+  if self.closed then return end
+  self.closed = true
+  if self.timer then self.loop:cancel_timer(self.timer) end
+  self.conn:close()
+  self.inbox_conn:close()
+end
+
+M.Fleet = Fleet
+return M
