@@ -29,8 +29,9 @@ per() { awk -v a=$1 -v b=$2 -v n=$3 'BEGIN{printf "%.2f", (b-a)/n}'; }
 for v in h1 h2; do
   P=$P1; [ $v = h2 ] && P=$P2
   URL=https://127.0.0.1:$P
-  for peer in graphcall curl; do
+  for peer in graphcall curl graphcall256; do
     if [ $peer = graphcall ]; then run() { echo "lua5.4 bench/lua/gc_create.lua $URL $1 seq"; }
+    elif [ $peer = graphcall256 ]; then run() { echo "env BENCH_IN_FLIGHT=256 lua5.4 bench/lua/gc_create.lua $URL $1 many"; }
     else run() { echo "$B/curl_loop $URL/v1.0/communications/calls bench/fixtures/create_body.json $1 $BENCH_CA $v"; }; fi
     best=""
     for r in 1 2 3; do
