@@ -13,7 +13,7 @@ RESP=$(lua5.4 -e 'local r=io.read("a"):gsub("%s+$",""):gsub("%$","${dollar}"):gs
 P1=18443; P2=18444
 sed -e "s|@DIR@|$D|g" -e "s|@PORT@|$P1 ssl|" -e "s|@RESPONSE@|$(printf '%s' "$RESP" | sed 's/[&|]/\\&/g')|" bench/nginx.conf.in > $D/nginx.conf
 # the same server again for HTTP/2 on P2, TLS on both
-sed -i -e "s|^  server {|  ssl_certificate $D/cert.pem; ssl_certificate_key $D/key.pem;\n  server {|" $D/nginx.conf
+sed -i -e "s|^  server {|  ssl_certificate $D/cert.pem; ssl_certificate_key $D/key.pem; http2_max_concurrent_streams ${H2_STREAMS:-128};\n  server {|" $D/nginx.conf
 awk -v p2=$P2 '/^  server \{/{f=1} f{buf=buf $0 "\n"} {print} /^  \}$/ && f{f=0; gsub(/listen 127.0.0.1:[0-9]+ ssl/, "listen 127.0.0.1:" p2 " ssl http2", buf); printf "%s", buf}' $D/nginx.conf > $D/n2.conf
 mkdir -p $D/client_body
 nginx -p $D -c $D/n2.conf -e $D/error.log & NG=$!
@@ -29,9 +29,9 @@ per() { awk -v a=$1 -v b=$2 -v n=$3 'BEGIN{printf "%.2f", (b-a)/n}'; }
 for v in h1 h2; do
   P=$P1; [ $v = h2 ] && P=$P2
   URL=https://127.0.0.1:$P
-  for peer in graphcall curl graphcall256; do
+  for peer in ${PEERS:-graphcall curl graphcall256}; do
     if [ $peer = graphcall ]; then run() { echo "lua5.4 bench/lua/gc_create.lua $URL $1 seq"; }
-    elif [ $peer = graphcall256 ]; then run() { echo "env BENCH_IN_FLIGHT=256 lua5.4 bench/lua/gc_create.lua $URL $1 many"; }
+    elif [ $peer = graphcall256 ]; then run() { echo "env BENCH_IN_FLIGHT=${IN_FLIGHT:-256} lua5.4 bench/lua/gc_create.lua $URL $1 many"; }
     else run() { echo "$B/curl_loop $URL/v1.0/communications/calls bench/fixtures/create_body.json $1 $BENCH_CA $v"; }; fi
     best=""
     for r in 1 2 3; do
