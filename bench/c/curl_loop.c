@@ -3,7 +3,8 @@
  * CURLOPT_NOSIGNAL, the same headers graphcall sends, and the response
  * discarded (nothing decoded).
  *
- *   curl_loop URL BODY_FILE N      prints "elapsed <seconds of the loop>" */
+ *   curl_loop URL BODY_FILE N [CA_FILE [h1|h2]]   prints "elapsed <seconds of the loop>"
+ *   CA_FILE: trust this PEM (https); h1 or h2: the HTTP version to ask for (ALPN). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -27,8 +28,8 @@ int main(int argc, char **argv)
 	CURL *easy;
 	struct timespec t0, t1;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: curl_loop URL BODY_FILE N\n");
+	if (argc < 4 || argc > 6) {
+		fprintf(stderr, "usage: curl_loop URL BODY_FILE N [CA_FILE [h1|h2]]\n");
 		return 2;
 	}
 	if (!(f = fopen(argv[2], "rb"))) {
@@ -53,6 +54,11 @@ int main(int argc, char **argv)
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+	if (argc > 4)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, argv[4]);
+	if (argc > 5)
+		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+				 argv[5][1] == '2' ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (long i = 0; i < n; i++) {
 		CURLcode rc = curl_easy_perform(easy);

@@ -7,7 +7,9 @@ local core = require "graphcall.core"
 local common = require "spec"
 
 local url, n, mode = arg[1], assert(tonumber(arg[2])), arg[3] or "seq"
-local loop = graphcall.new_loop { max_in_flight = 32 }
+-- BENCH_CA: PEM to trust (the TLS stand-in); BENCH_IN_FLIGHT: max_in_flight (32)
+local loop = graphcall.new_loop { max_in_flight = tonumber(os.getenv "BENCH_IN_FLIGHT") or 32,
+                                  ca_file = os.getenv "BENCH_CA" or false }
 local client = common.client(url, loop)
 local spec = common.spec()
 
