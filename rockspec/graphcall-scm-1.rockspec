@@ -95,6 +95,7 @@ build = {
       ["graphcall.control"] = "lua/graphcall/control.lua",
       ["graphcall.emulator.actions"] = "lua/graphcall/emulator/actions.lua",
       ["graphcall.emulator.calls"] = "lua/graphcall/emulator/calls.lua",
+      ["graphcall.emulator.dashboard"] = "lua/graphcall/emulator/dashboard.lua",
       ["graphcall.emulator.faults"] = "lua/graphcall/emulator/faults.lua",
       ["graphcall.emulator.identity"] = "lua/graphcall/emulator/identity.lua",
       ["graphcall.emulator"] = "lua/graphcall/emulator/init.lua",

@@ -36,6 +36,7 @@ local actions = require "graphcall.emulator.actions"
 local resources = require "graphcall.emulator.resources"
 local identity = require "graphcall.emulator.identity"
 local faults = require "graphcall.emulator.faults"
+local dashboard = require "graphcall.emulator.dashboard"
 local cjson = require("cjson.safe").new()
 
 local JSON, split_path = calls.JSON, calls.split_path
@@ -70,11 +71,31 @@ for _, part in ipairs { calls, actions, resources, identity, faults } do
   for k, v in pairs(part.methods) do Emulator[k] = v end
 end
 
+-- The dashboard's records (graphcall.emulator.dashboard): every call ever
+-- made (`emu.history`) with its states over time, and times on requests
+-- and notifications.
+local new_call, notify = Emulator.new_call, Emulator.notify
+function Emulator:new_call(fields)
+  local call = new_call(self, fields)
+  dashboard.call_created(self, call)
+  return call
+end
+function Emulator:notify(call, change_type, data, resource)
+  notify(self, call, change_type, data, resource)
+  dashboard.notified(self, call, data, resource)
+end
+
 function Emulator:handle(req)
   req.request_id = core.uuid()
+  -- the dashboard's page and state are not the bot's requests: not recorded, never faulted
+  if req.method == "GET" and req.path:find("^/_emulator/") then
+    req.headers = req.headers or {}
+    return dashboard.route(self, req)
+  end
   local record = { method = req.method, path = req.path, headers = req.headers, body = req.body,
     json = req.body ~= "" and cjson.decode(req.body) or nil }
   self.requests[#self.requests + 1] = record
+  dashboard.requested(self, record)
   req.record = record -- respond adds the answer: status, response (the body), location
 
   local fault = self:take_fault(req)
@@ -102,12 +123,10 @@ function Emulator:route(req)
     return self:respond(req, 200, '{"keys":[' .. self.signer:jwk(self.kid) .. "]}")
   elseif req.method == "GET" and req.path:find("^/recordings/") then
     return self:recording(req)
-  elseif req.method == "POST" and req.path == "/_emulator/ring" then
-    -- a test control, so a bot can be rung in an emulator running elsewhere
-    local body = cjson.decode(req.body)
-    local ok, id = pcall(self.ring, self, type(body) == "table" and body or {})
-    if not ok then return self:fail(req, 400, "BadRequest", tostring(id)) end
-    return self:respond(req, 200, cjson.encode { id = id })
+  elseif dashboard.route(self, req) then
+    -- the dashboard and its controls (ring, tone, end, fault), so a bot can be
+    -- driven in an emulator running elsewhere
+    return
   end
   self:graph(req)
 end
@@ -119,6 +138,7 @@ function Emulator:graph(req)
     return self:fail(req, 401, "InvalidAuthenticationToken", why or "Access token is empty or invalid.")
   end
   req.app_id = type(who) == "string" and who or nil
+  if req.app_id then self.last_app_id = req.app_id end
   local collection, rest = split_path(req.path)
   if not collection then
     return self:fail(req, 404, "UnknownError", "No route for " .. req.path)
@@ -165,6 +185,7 @@ function M.start(opts)
     operation_delay = opts.operation_delay, keep_alive_timeout = opts.keep_alive_timeout,
     incoming_timeout = opts.incoming_timeout,
     operations = {}, operation_info = {}, recordings = {}, pending = {},
+    history = {}, started_at = loop.clock(),
   }, Emulator)
   -- where a receiver finds the emulator's signing keys
   self.openid_url = self.url .. "/v1/.well-known/OpenIdConfiguration"
