@@ -361,21 +361,19 @@ end
 
 --- Apply one accepted notification.
 function Client:handle(n)
-  do
-    self:emit("notification", n)
-    local call = n.call_id and self.calls[n.call_id]
-    if call then
-      call:apply(n)
-    elseif n.kind == "call" and n.change_type == "created" and n.state == "incoming"
-        and type(n.resource_data) == "table" then
-      local data = n.resource_data
-      data.id = data.id or n.call_id
-      call = self:track(call_object.new(self, data))
-      call:repeated(n)
-      self:emit("incoming", call, n)
-    else
-      self:emit("unknown", n)
-    end
+  self:emit("notification", n)
+  local call = n.call_id and self.calls[n.call_id]
+  if call then
+    call:apply(n)
+  elseif n.kind == "call" and n.change_type == "created" and n.state == "incoming"
+      and type(n.resource_data) == "table" then
+    local data = n.resource_data
+    data.id = data.id or n.call_id
+    call = self:track(call_object.new(self, data))
+    call:repeated(n)
+    self:emit("incoming", call, n)
+  else
+    self:emit("unknown", n)
   end
 end
 

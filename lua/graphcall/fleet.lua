@@ -116,11 +116,6 @@ function Fleet:key(...)
   return self.prefix .. table.concat({ ... }, ":")
 end
 
--- Run fn as a loop task, reporting its errors.
-function Fleet:task(fn, ...)
-  return self.loop:spawn(fn, ...)
-end
-
 --- The callbackUri with this instance's hint: `?gi=bot-1`.
 function Fleet:hinted(uri)
   if type(uri) ~= "string" then return uri end
@@ -133,7 +128,7 @@ end
 function Fleet:on_state(state)
   self.up = state == "up"
   if not self.up then return end
-  self:task(function()
+  self.loop:spawn(function()
     self:beat()
     for _, call in pairs(self.client.calls) do
       self:record(call)
@@ -145,18 +140,18 @@ end
 --- Start: liveness, the inbox reader, the heartbeat, and the calls this
 -- instance owned before a restart (adopted again).
 function Fleet:start()
-  self:task(function()
+  self.loop:spawn(function()
     self.conn:wait_up(5)
     self:beat()
     local ids = self.conn:call { "SMEMBERS", self:key("owned", self.me) }
     for _, id in ipairs(type(ids) == "table" and ids or {}) do self:adopt(id) end
   end)
-  self:task(function() self:read_inbox() end)
+  self.loop:spawn(function() self:read_inbox() end)
   local function tick()
     if self.closed then return end
     if not self.ticking then
       self.ticking = true
-      self:task(function()
+      self.loop:spawn(function()
         local ok, err = pcall(self.beat_and_claim, self)
         self.ticking = false
         if not ok then self.loop:report(err, "fleet heartbeat") end
@@ -185,7 +180,7 @@ function Fleet:beat_and_claim()
   local due = self.claim:call({ self:key("keepalive") },
     { tostring(math.floor(self.client.keep_alive_interval * 1000)), "500" })
   for _, id in ipairs(type(due) == "table" and due or {}) do
-    self:task(function() self:send_keep_alive(id) end)
+    self.loop:spawn(function() self:send_keep_alive(id) end)
   end
   -- dead peers: take their calls over
   local peers = self.conn:call { "SMEMBERS", self:key("instances") }

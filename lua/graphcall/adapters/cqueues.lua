@@ -2,11 +2,11 @@
 -- (`pollfd`, `events`, `timeout`), stepped by one coroutine of the
 -- controller. Blocking graphcall calls made from other cqueues coroutines
 -- would stop the controller: use their callback form, or run them in
--- `adapter:spawn(fn)`.
+-- `loop:spawn(fn)`.
 --
 --    local cq = require("cqueues").new()
 --    local adapter = require("graphcall.adapters.cqueues").attach(cq, loop)
---    adapter:spawn(function() local call = client:call(spec) ... end)
+--    loop:spawn(function() local call = client:call(spec) ... end)
 --    assert(cq:loop())
 -- @module graphcall.adapters.cqueues
 local cqueues = require "cqueues"
@@ -38,11 +38,6 @@ function M.attach(cq, loop)
     end
   end)
   return self
-end
-
---- Run `fn(...)` as a graphcall task: its blocking calls yield to the controller.
-function Adapter:spawn(fn, ...)
-  return self.loop:spawn(fn, ...)
 end
 
 --- Stop driving the loop (idempotent); the graphcall loop stays open.

@@ -1,11 +1,11 @@
 --- Drive a graphcall loop from luv (libuv): a poll handle on `loop:fd()`,
 -- a timer for `loop:timeout()`, re-armed before libuv waits (a prepare
 -- handle). Blocking graphcall calls made from luv callbacks would stop the
--- host loop: use their callback form, or run them in `adapter:spawn(fn)`.
+-- host loop: use their callback form, or run them in `loop:spawn(fn)`.
 --
 --    local uv = require "luv"
 --    local adapter = require("graphcall.adapters.luv").attach(loop)
---    adapter:spawn(function() local call = client:call(spec) ... end)
+--    loop:spawn(function() local call = client:call(spec) ... end)
 --    uv.run()
 -- @module graphcall.adapters.luv
 local uv = require "luv"
@@ -34,12 +34,9 @@ function M.attach(loop)
   return self
 end
 
---- Run `fn(...)` as a graphcall task: its blocking calls yield to luv.
-function Adapter:spawn(fn, ...)
-  return self.loop:spawn(fn, ...)
-end
-
---- Detach from luv (idempotent); the graphcall loop stays open.
+--- Detach from luv (idempotent); the graphcall loop stays open. libuv closes
+-- handles in its next run: run it once more (`uv.run("nowait")`) before Lua
+-- exits, or luv crashes closing them from a state that is going away.
 function Adapter:close()
   if self.closed then return end
   self.closed = true
