@@ -468,6 +468,35 @@ describe("graphcall loop", function()
     end)
   end)
 
+  describe("signals", function()
+    -- the shell's parent is this Lua process: $PPID names it
+    local function raise(name) os.execute("kill -" .. name .. " $PPID") end
+
+    it("on_signal runs the handler from the loop, once per signal, until cancelled", function()
+      local loop = track(graphcall.new_loop {})
+      local got = {}
+      local h = loop:on_signal({ "USR1", "USR2" }, function(name) got[#got + 1] = name end)
+      raise("USR2")
+      assert.is_true(loop:run_until(function() return #got == 1 end, 2))
+      raise("USR1")
+      assert.is_true(loop:run_until(function() return #got == 2 end, 2))
+      assert.same({ "USR2", "USR1" }, got)
+      h:cancel(); h:cancel() -- idempotent
+      -- the signal is no longer watched: blocked again only while another handle holds it
+      local again = loop:on_signal("USR1", function(name) got[#got + 1] = name end)
+      raise("USR1")
+      assert.is_true(loop:run_until(function() return #got == 3 end, 2))
+      again:cancel()
+    end)
+
+    it("rejects unknown names and a missing handler", function()
+      local loop = track(graphcall.new_loop {})
+      assert.has_error(function() loop:on_signal("KILL", function() end) end,
+        "graphcall.signals: unknown signal 'KILL' (TERM, INT, HUP, USR1, USR2, QUIT)")
+      assert.has_error(function() loop:on_signal("TERM") end, "graphcall.loop.on_signal: fn must be a function")
+    end)
+  end)
+
   describe("options", function()
     it("raise for an unknown loop option, naming it", function()
       assert.has_error(function() graphcall.new_loop { tmeout = 1 } end,

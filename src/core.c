@@ -23,6 +23,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 		{ "jwt_verifier", gc_l_jwt_verifier },
 		{ "redis_connect", gc_l_redis_connect },
 		{ "redis_sha1", gc_l_redis_sha1 },
+		{ "signals", gc_l_signals },
 		{ "uuid", gc_l_uuid },
 		{ "url_encode", gc_l_url_encode },
 		{ "url_decode", gc_l_url_decode },
@@ -45,6 +46,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L)
 	gc_open_server(L);
 	gc_open_jwt(L);
 	gc_open_redis(L);
+	gc_open_signals(L);
 	gc_open_scanner(L);
 
 	luaL_newlibtable(L, funcs);

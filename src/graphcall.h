@@ -27,6 +27,7 @@
 #define GC_VERIFIER_MT "graphcall.jwt_verifier"
 #define GC_SIGNER_MT "graphcall.jwt_signer"
 #define GC_REDIS_MT "graphcall.redis"
+#define GC_SIGNALS_MT "graphcall.signals"
 
 /* Limits of the notification parser (documented in the README). */
 #define GC_NOTIFY_MAX_BYTES_DEFAULT (1024 * 1024)
@@ -81,6 +82,7 @@ void gc_open_http(lua_State *L);
 void gc_open_server(lua_State *L);
 void gc_open_jwt(lua_State *L);
 void gc_open_redis(lua_State *L);
+void gc_open_signals(lua_State *L);
 
 int gc_l_build_request(lua_State *L);
 int gc_l_build_body(lua_State *L);
@@ -98,6 +100,7 @@ int gc_l_server(lua_State *L);
 int gc_l_jwt_verifier(lua_State *L);
 int gc_l_redis_connect(lua_State *L);
 int gc_l_redis_sha1(lua_State *L);
+int gc_l_signals(lua_State *L);
 int gc_l_uuid(lua_State *L);
 void gc_uuid_init(void);
 int gc_l_url_encode(lua_State *L);

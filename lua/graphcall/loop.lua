@@ -253,6 +253,39 @@ function Watch:cancel()
   if not self.loop.closed then self.loop.http:unwatch(self.fd) end
 end
 
+---@class graphcall.SignalWatch
+local SignalWatch = {}
+SignalWatch.__index = SignalWatch
+
+--- Run `fn(name)` from the loop when the process gets one of the signals
+-- `names` ("TERM", "INT", "HUP", "USR1", "USR2", "QUIT"): a descriptor
+-- (signalfd) the loop waits on, so the handler is ordinary Lua, free to
+-- send requests (a graceful `client:drain()` on SIGTERM). The signals are
+-- blocked while watched: their default action (exit) no longer happens.
+-- Returns a handle whose `cancel()` restores them.
+---@param names string|string[]
+---@param fn fun(name: string)
+---@return graphcall.SignalWatch
+function Loop:on_signal(names, fn)
+  if type(names) == "string" then names = { names } end
+  if type(fn) ~= "function" then error("graphcall.loop.on_signal: fn must be a function", 2) end
+  local ok, signals = pcall(core.signals, names)
+  if not ok then error(signals, 2) end
+  local s = setmetatable({ signals = signals }, SignalWatch)
+  s.watch = self:watch(signals:fd(), "r", function()
+    for _, name in ipairs(signals:read()) do fn(name) end
+  end)
+  return s
+end
+
+--- Stop watching the signals (idempotent); they act as before again.
+function SignalWatch:cancel()
+  if self.cancelled then return end
+  self.cancelled = true
+  self.watch:cancel()
+  self.signals:close()
+end
+
 --- The one descriptor a host event loop waits on, for reading.
 ---@return integer
 function Loop:fd()
