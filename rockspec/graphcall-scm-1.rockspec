@@ -99,6 +99,7 @@ build = {
       ["graphcall.emulator.faults"] = "lua/graphcall/emulator/faults.lua",
       ["graphcall.emulator.identity"] = "lua/graphcall/emulator/identity.lua",
       ["graphcall.emulator"] = "lua/graphcall/emulator/init.lua",
+      ["graphcall.emulator.records"] = "lua/graphcall/emulator/records.lua",
       ["graphcall.emulator.resources"] = "lua/graphcall/emulator/resources.lua",
       ["graphcall.events"] = "lua/graphcall/events.lua",
       ["graphcall.fleet"] = "lua/graphcall/fleet.lua",

@@ -36,6 +36,7 @@ local SEEN_MAX = 64 -- fingerprints kept per call to drop repeated notifications
 ---@field data table the call resource as Graph last described it
 ---@field result_info table? {code, subcode, message} once Graph gives one (e.g. terminated)
 ---@field roster table? the last list of participants Graph sent (participant resources)
+---@field checkpoint table? the bot's own state of the call (`set_checkpoint`; restored on adoption)
 ---@field client graphcall.Client
 local Call = {}
 Call.__name = "graphcall.call"
@@ -113,6 +114,8 @@ function Call:set_state(state, n)
   local old = self.state
   if state == old or (RANK[state] or 3) < (RANK[old] or 0) then return end
   self.state = state
+  local fleet = self.client.fleet
+  if fleet then fleet:save_state(self) end
   if state == "established" then self.client:keep_alive_start(self) end
   self:emit(state, n)
   self:emit("state", state, n)
@@ -155,6 +158,23 @@ function Call:apply(n)
     end
   end
   return true
+end
+
+--- Keep a small table of the bot's own with the call (`call.checkpoint`):
+-- in a fleet it is stored with the call in Redis, and the instance that
+-- adopts the call gets it back (`client:on("adopted", fn(call, checkpoint))`).
+-- At most 64 KiB as JSON; raises when it cannot be encoded.
+---@param tbl table
+---@return graphcall.Call
+function Call:set_checkpoint(tbl)
+  if type(tbl) ~= "table" then error("graphcall.call:set_checkpoint: expected a table", 2) end
+  local text, err = cjson.encode(tbl)
+  if not text then error("graphcall.call:set_checkpoint: " .. tostring(err), 2) end
+  if #text > 65536 then error("graphcall.call:set_checkpoint: over 64 KiB as JSON", 2) end
+  self.checkpoint = tbl
+  local fleet = self.client.fleet
+  if fleet then fleet:checkpoint(self, text) end
+  return self
 end
 
 --- The call ended on our side without a notification (keepAlive got 404).

@@ -168,6 +168,12 @@ local function context(self)
   local ctx = contexts[self]
   if not ctx then
     ctx = { tokens = tokens[self], client = self }
+    local fleet_member = self.fleet
+    if fleet_member then
+      -- a 429 seen here pauses the whole fleet; the fleet's pause and rate hold every request
+      ctx.gate = function(send) fleet_member:gate(send) end
+      ctx.on_throttle = function(seconds) fleet_member:throttle(seconds) end
+    end
     contexts[self] = ctx
   end
   ctx.loop, ctx.max_retries, ctx.max_retry_wait = self.loop, self.max_retries, self.max_retry_wait
@@ -353,9 +359,10 @@ end
 
 --- Hand a parsed batch of notifications to the calls they are about. The
 -- receiver does this for every batch it accepts (`body`: the raw body, which
--- a fleet forwards to the call's owner).
-function Client:dispatch(batch, body)
-  if self.fleet then return self.fleet:dispatch(batch, body, function(n) self:handle(n) end) end
+-- a fleet forwards to the call's owner; `query`: the callbackUri's query,
+-- whose instance hint names the owner of a call not yet recorded).
+function Client:dispatch(batch, body, query)
+  if self.fleet then return self.fleet:dispatch(batch, body, function(n) self:handle(n) end, query) end
   for _, n in ipairs(batch) do self:handle(n) end
 end
 

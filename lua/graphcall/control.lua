@@ -127,8 +127,14 @@ function C:answer(opts)
   local name = "call:answer"
   opts = check(name, opts, { modalities = true, media = true, callback_uri = true, participant_capacity = true,
     call_options = true })
+  local callback_uri = opts.callback_uri
+  local fleet = self.client.fleet
+  if fleet then
+    -- the instance hint, so the load balancer routes the call's notifications here
+    callback_uri = fleet:hinted(callback_uri or self.client.callback_uri)
+  end
   local p = parts(name, self, { modalities = opts.modalities or { "audio" }, media = opts.media or
-    { type = "service_hosted" }, callback_uri = opts.callback_uri })
+    { type = "service_hosted" }, callback_uri = callback_uri })
   local options
   if opts.call_options ~= nil then
     if type(opts.call_options) ~= "table" then raise(name, "call_options: expected a table") end

@@ -36,6 +36,8 @@ M.DEFAULTS = {
   liveness_ttl = 3,        -- seconds after which a silent instance counts as dead
   seen_ttl = 3600,         -- seconds a handled notification is remembered
   hint = "gi",             -- query parameter of the callbackUri naming the instance, for the load balancer
+  rate = false,            -- requests per second the whole fleet may send to Graph (a shared token
+                           -- bucket); false: no limit besides Graph's own 429s
 }
 
 ---@class graphcall.Fleet
@@ -80,6 +82,22 @@ if tonumber(ARGV[2]) < rank then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'rank', ARGV[2])
 return 1]]
 
+-- KEYS[1] bucket hash; ARGV: rate per second. 0 when a token was taken,
+-- else the milliseconds until one is due. The bucket holds one second's
+-- worth at most (a burst of `rate`).
+local TAKE = [[
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local rate = tonumber(ARGV[1])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[1])
+local at = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
+tokens = math.min(rate, tokens + (now - at) * rate / 1000)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], 60000)
+return wait]]
+
 --- Make the fleet member of `client`. Raises on bad options.
 function M.new(client, opts)
   if type(opts) ~= "table" then error("graphcall.new: store: expected an options table", 3) end
@@ -96,11 +114,16 @@ function M.new(client, opts)
       or o.liveness_ttl <= o.heartbeat then
     error("graphcall.new: store: liveness_ttl must be longer than heartbeat (seconds)", 3)
   end
+  if o.rate and (type(o.rate) ~= "number" or o.rate <= 0) then
+    error("graphcall.new: store: rate must be a number of requests per second", 3)
+  end
   local loop = client.loop
   local self = setmetatable({
     client = client, loop = loop, me = o.instance, prefix = o.prefix, heartbeat = o.heartbeat,
-    ttl_ms = math.floor(o.liveness_ttl * 1000), seen_ttl = o.seen_ttl, hint = o.hint,
+    ttl_ms = math.floor(o.liveness_ttl * 1000), seen_ttl = o.seen_ttl, hint = o.hint, rate = o.rate,
     up = false, forwarded = 0, adopted = 0, handled = 0, throttled_until = 0,
+    dead_since = {},  -- peer -> the heartbeat round it was first seen dead
+    round = 0,
   }, Fleet)
   self.conn = redis.new(loop, { url = o.redis, on_state = function(_, state) self:on_state(state) end })
   -- a blocking XREADGROUP holds its connection: the inbox has one of its own
@@ -109,6 +132,7 @@ function M.new(client, opts)
   self.schedule_script = self.conn:script(SCHEDULE)
   self.move = self.conn:script(MOVE)
   self.state_script = self.conn:script(STATE)
+  self.take = self.conn:script(TAKE)
   return self
 end
 
@@ -123,16 +147,27 @@ function Fleet:hinted(uri)
   return uri .. sep .. self.hint .. "=" .. self.me
 end
 
--- Redis came back (or up the first time): resume the shared schedule for the
--- calls kept alive locally meanwhile.
+-- Redis went away: every call this instance holds is kept alive by its own
+-- timer (a duplicate keepAlive is harmless, a missed one ends the call).
+-- Redis came back (or up the first time): the records are written again
+-- (a restarted Redis has lost them) and the calls go back on the shared
+-- schedule, their local timers stopped.
 function Fleet:on_state(state)
   self.up = state == "up"
-  if not self.up then return end
+  if not self.up then
+    for _, call in pairs(self.client.calls) do
+      if call.state == "established" then self.client:keep_alive_start(call) end
+    end
+    return
+  end
   self.loop:spawn(function()
     self:beat()
     for _, call in pairs(self.client.calls) do
       self:record(call)
-      if call.state == "established" then self:keep_alive(call) end
+      if call.state == "established" and self:keep_alive(call) and call.keep_alive_timer then
+        self.loop:cancel_timer(call.keep_alive_timer)
+        call.keep_alive_timer = nil
+      end
     end
   end)
 end
@@ -175,23 +210,63 @@ function Fleet:beat_and_claim()
   -- a 429 seen by any instance pauses this one too
   local pttl = self.conn:call { "PTTL", self:key("throttle") }
   if math.type(pttl) == "integer" and pttl > 0 then
-    self.throttled_until = self.loop.clock() + pttl / 1000
+    self.throttled_until = math.max(self.throttled_until, self.loop.clock() + pttl / 1000)
   end
-  local due = self.claim:call({ self:key("keepalive") },
-    { tostring(math.floor(self.client.keep_alive_interval * 1000)), "500" })
-  for _, id in ipairs(type(due) == "table" and due or {}) do
-    self.loop:spawn(function() self:send_keep_alive(id) end)
+  -- while throttled, due keepAlives wait (they stay due, and go out after)
+  if self:paused() == 0 then
+    local due = self.claim:call({ self:key("keepalive") },
+      { tostring(math.floor(self.client.keep_alive_interval * 1000)), "500" })
+    for _, id in ipairs(type(due) == "table" and due or {}) do
+      self.loop:spawn(function() self:send_keep_alive(id) end)
+    end
   end
-  -- dead peers: take their calls over
+  -- dead peers: take their calls over, split among the live instances
+  self.round = self.round + 1
   local peers = self.conn:call { "SMEMBERS", self:key("instances") }
+  local live, dead = {}, {}
   for _, peer in ipairs(type(peers) == "table" and peers or {}) do
-    if peer ~= self.me and self.conn:call { "EXISTS", self:key("alive", peer) } == 0 then self:reap(peer) end
+    if peer == self.me or self.conn:call { "EXISTS", self:key("alive", peer) } == 1 then
+      live[#live + 1] = peer
+    else
+      dead[#dead + 1] = peer
+    end
+  end
+  table.sort(live)
+  for _, peer in ipairs(dead) do self:reap(peer, live) end
+end
+
+--- Seconds this instance still waits before sending to Graph, after a 429
+-- seen by any instance of the fleet (0: none).
+function Fleet:paused()
+  return math.max(0, self.throttled_until - self.loop.clock())
+end
+
+--- Run `send()` when the fleet may send: after a pause for a 429, and,
+-- with a `rate`, once the shared bucket gives a token. Without Redis, only
+-- the local pause applies.
+function Fleet:gate(send)
+  local wait = self:paused()
+  if wait > 0 then
+    self.loop:timer(wait, function() self:gate(send) end)
+  elseif self.rate and self.up then
+    self.take:eval({ self:key("bucket") }, { tostring(self.rate) }, function(ms)
+      if math.type(ms) == "integer" and ms > 0 then
+        self.loop:timer(ms / 1000, function() self:gate(send) end)
+      else
+        send() -- granted, or Redis failed meanwhile: do not hold the request
+      end
+    end)
+  else
+    send()
   end
 end
 
---- A 429 with Retry-After: every instance pauses that long.
+--- A 429 with Retry-After: this instance pauses that long at once, and
+-- every other one from its next heartbeat.
 function Fleet:throttle(seconds)
-  if not self.up or not seconds or seconds <= 0 then return end
+  if not seconds or seconds <= 0 then return end
+  self.throttled_until = math.max(self.throttled_until, self.loop.clock() + seconds)
+  if not self.up then return end
   self.conn:command({ "SET", self:key("throttle"), "1", "PX", tostring(math.floor(seconds * 1000)) },
     function() end)
 end
@@ -215,7 +290,9 @@ function Fleet:record(call)
   self.conn:call { "HSETNX", key, "epoch", "1" }
   local fields = { "HSET", key, "id", call.id }
   if call.client_request_id then fields[#fields + 1] = "crid"; fields[#fields + 1] = call.client_request_id end
-  if call.callback_uri then fields[#fields + 1] = "callback_uri"; fields[#fields + 1] = call.callback_uri end
+  local uri = call.callback_uri or type(call.data) == "table" and call.data.callbackUri
+  if type(uri) == "string" then fields[#fields + 1] = "callback_uri"; fields[#fields + 1] = uri end
+  if call.checkpoint then fields[#fields + 1] = "checkpoint"; fields[#fields + 1] = cjson.encode(call.checkpoint) end
   self.conn:call(fields)
   self.conn:call { "SADD", self:key("owned", self.me), call.id }
   self.conn:call { "SADD", self:key("instances"), self.me }
@@ -236,11 +313,11 @@ function Fleet:keep_alive(call)
   return ok ~= nil
 end
 
---- The application's checkpoint of a call, kept with it.
-function Fleet:checkpoint(call, tbl)
-  local text = assert(cjson.encode(tbl))
-  if #text > 65536 then error("graphcall.call.checkpoint: over 64 KiB as JSON", 3) end
-  if self.up then self.conn:call { "HSET", self:key("call", call.id), "checkpoint", text } end
+--- Store the application's checkpoint of a call (JSON `text`) with it.
+function Fleet:checkpoint(call, text)
+  if self.up then
+    self.conn:command({ "HSET", self:key("call", call.id), "checkpoint", text }, function() end)
+  end
 end
 
 -- A terminated call leaves the store.
@@ -275,39 +352,59 @@ function Fleet:adopt(id)
   return call
 end
 
--- Take over the calls of a dead peer, then the notifications it had not handled.
-function Fleet:reap(peer)
+-- Which of the `live` instances (sorted) takes call `id` over: the same
+-- answer on every instance, so a dead peer's calls split evenly.
+local function heir(id, live)
+  local n = tonumber(core.redis_sha1(id):sub(1, 8), 16)
+  return live[n % #live + 1]
+end
+
+-- Take over the calls of a dead peer, then the notifications it had not
+-- handled. In the first round a peer is seen dead, an instance takes only
+-- the calls it is heir to; from the next, any call still left (its heir
+-- died too, or is slow).
+function Fleet:reap(peer, live)
+  self.dead_since[peer] = self.dead_since[peer] or self.round
+  local late = self.round > self.dead_since[peer]
   local ids = self.conn:call { "SMEMBERS", self:key("owned", peer) }
   for _, id in ipairs(type(ids) == "table" and ids or {}) do
-    local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me })
-    if type(moved) == "table" and moved[1] == 1 then self:adopt(id) end
+    if late or heir(id, live) == self.me then
+      local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me })
+      if type(moved) == "table" and moved[1] == 1 then self:adopt(id) end
+    end
   end
   self:drain_inbox(peer)
   local left = self.conn:call { "SCARD", self:key("owned", peer) }
-  if left == 0 then self.conn:call { "SREM", self:key("instances"), peer } end
+  if left == 0 then
+    self.conn:call { "SREM", self:key("instances"), peer }
+    self.dead_since[peer] = nil
+  end
 end
 
--- The fingerprint of a notification: the same change delivered twice, to
--- one instance or two, has the same one.
-local function fingerprint(n)
-  return core.redis_sha1(table.concat({ n.change_type or "", n.resource_url or "",
-    n.etag or n.state or "", n.operation_id or "", n.status or "", tostring(n.sequence_number or "") }, "\0"))
-end
-
--- Claim a notification fleet-wide: true the first time only.
-function Fleet:first(n)
+-- Claim a notification fleet-wide: true the first time only. A delivery
+-- Graph repeats carries the same body, wherever it lands: the body's hash
+-- and the notification's place in it name the notification.
+function Fleet:first(digest, i)
   if not self.up then return true end
-  local ok = self.conn:call { "SET", self:key("seen", fingerprint(n)), self.me, "NX", "EX", tostring(self.seen_ttl) }
+  local ok = self.conn:call { "SET", self:key("seen", digest .. ":" .. i), self.me, "NX", "EX",
+    tostring(self.seen_ttl) }
   if ok == nil then return true end -- Redis went away meanwhile: handle it (at least once)
   return ok ~= false
 end
 
 -- Where a notification about call `id` goes: "local", or the live owner's
--- name, after taking over from a dead one.
-function Fleet:route(id)
+-- name, after taking over from a dead one. A call with no record yet (its
+-- notification beat the owner's record of the 201) goes to the instance
+-- its callbackUri's hint names, when that one is alive.
+function Fleet:route(id, hinted)
   if not id or self.client.calls[id] or not self.up then return "local" end
   local owner = self.conn:call { "HGET", self:key("call", id), "owner" }
-  if type(owner) ~= "string" then return "local" end
+  if type(owner) ~= "string" then
+    if hinted and hinted ~= self.me and self.conn:call { "EXISTS", self:key("alive", hinted) } == 1 then
+      return hinted
+    end
+    return "local"
+  end
   if owner == self.me then
     self:adopt(id)
     return "local"
@@ -320,13 +417,14 @@ end
 
 --- Dispatch a verified batch: what this instance owns (or takes over) it
 -- handles once; what a live peer owns goes to the peer's inbox. `handle(n)`
--- applies one notification locally.
-function Fleet:dispatch(batch, body, handle)
-  local forward = {}
-  for _, n in ipairs(batch) do
-    local where = self:route(n.call_id)
+-- applies one notification locally; `query` is the request's query string.
+function Fleet:dispatch(batch, body, handle, query)
+  local forward, digest = {}, core.redis_sha1(body)
+  local hinted = query and ("&" .. query):match("&" .. self.hint .. "=([%w%-_.]+)")
+  for i, n in ipairs(batch) do
+    local where = self:route(n.call_id, hinted)
     if where == "local" then
-      if self:first(n) then
+      if self:first(digest, i) then
         self.handled = self.handled + 1
         handle(n)
       end
@@ -340,7 +438,9 @@ function Fleet:dispatch(batch, body, handle)
   end
 end
 
--- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }).
+-- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }):
+-- a hand-off is adopted; a forwarded body is dispatched again (handled
+-- here, or passed on when its call changed hands meanwhile).
 function Fleet:apply_entries(stream, entries, handle)
   local ids = {}
   for _, e in ipairs(entries) do
@@ -351,15 +451,7 @@ function Fleet:apply_entries(stream, entries, handle)
       self:adopt(fields.handoff)
     elseif fields.body then
       local batch = core.parse_notifications(fields.body)
-      if batch then
-        for _, n in ipairs(batch) do
-          local where = self:route(n.call_id)
-          if where == "local" and self.client.calls[n.call_id] and self:first(n) then
-            self.handled = self.handled + 1
-            handle(n)
-          end
-        end
-      end
+      if batch then self:dispatch(batch, fields.body, handle) end
     end
     ids[#ids + 1] = e[1]
   end

@@ -87,7 +87,7 @@ end
 -- The calls first (their own handlers are protected one by one), then the
 -- receiver's handler; one protected call for both.
 local function deliver(self, batch, req)
-  if self.client then self.client:dispatch(batch, req.body) end
+  if self.client then self.client:dispatch(batch, req.body, req.query) end
   if self.handler then self.handler(batch, req) end
 end
 

@@ -187,7 +187,9 @@ end
 -- `done(nil, err)` when no token could be had, or when a later step raised:
 -- err.kind "raised", err.error the value raised). `done` runs exactly once.
 -- `req`: `{ method, url, body?, create? }`; `ctx`: `{ loop, tokens, client,
--- max_retries, max_retry_wait }`. Every attempt carries the same
+-- max_retries, max_retry_wait, gate?, on_throttle? }`: `gate(send)` calls
+-- `send()` when the request may go (a fleet's shared pause and rate), and
+-- `on_throttle(seconds)` hears of every 429. Every attempt carries the same
 -- client-request-id, and retries a `Retry-Attempt` header. The first
 -- attempt runs in the caller's frame, so its errors raise there.
 function M.send_async(ctx, req, done)
@@ -215,11 +217,15 @@ function M.send_async(ctx, req, done)
       ctx.tokens:invalidate()
       return try()
     end
-    if retryable(result, req) and attempt < ctx.max_retries then
-      attempt = attempt + 1
-      loop:timer(M.retry_delay(result.headers and result.headers["retry-after"], attempt, ctx.max_retry_wait),
-        later(try))
-      return
+    local throttled = result.status == 429
+    if throttled and ctx.on_throttle or retryable(result, req) and attempt < ctx.max_retries then
+      local delay = M.retry_delay(result.headers and result.headers["retry-after"], attempt + 1, ctx.max_retry_wait)
+      if throttled and ctx.on_throttle then ctx.on_throttle(delay) end
+      if retryable(result, req) and attempt < ctx.max_retries then
+        attempt = attempt + 1
+        loop:timer(delay, later(try))
+        return
+      end
     end
     result.attempts = attempt + 1
     finish(result, req)
@@ -236,7 +242,11 @@ function M.send_async(ctx, req, done)
       ["Retry-Attempt"] = attempt > 0 and tostring(attempt) or nil,
     }
     if req.body then req.headers["Content-Type"] = "application/json" end
-    M.submit(loop, req, answered)
+    if ctx.gate then
+      ctx.gate(later(function() M.submit(loop, req, answered) end))
+    else
+      M.submit(loop, req, answered)
+    end
   end
   try()
   return function() return finished end

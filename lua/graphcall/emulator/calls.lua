@@ -241,6 +241,7 @@ end
 function Emulator:terminate(call, info, extra)
   self.calls[call.id] = nil
   call.state = "terminated"
+  call.result_info = info
   self:cancel(call.incoming_timer)
   for _, op in ipairs(call.media_queue) do
     self:cancel(op.timer)

@@ -17,7 +17,8 @@ function Emulator:inject(req, fault)
   end
   if fault.status then
     local headers = { ["content-type"] = JSON }
-    if fault.retry_after then headers["retry-after"] = tostring(fault.retry_after) end
+    -- delta-seconds is a whole number (RFC 9110): 1, not the 1.0 a JSON control may give
+    if fault.retry_after then headers["retry-after"] = ("%d"):format(math.ceil(fault.retry_after)) end
     local code = ({ [429] = "TooManyRequests", [503] = "ServiceUnavailable", [504] = "GatewayTimeout" })
       [fault.status] or "UnknownError"
     return self:respond(req, fault.status, graph_error(code, "Injected fault.", req.request_id,

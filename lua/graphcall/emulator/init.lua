@@ -37,6 +37,7 @@ local resources = require "graphcall.emulator.resources"
 local identity = require "graphcall.emulator.identity"
 local faults = require "graphcall.emulator.faults"
 local dashboard = require "graphcall.emulator.dashboard"
+local records = require "graphcall.emulator.records"
 local cjson = require("cjson.safe").new()
 
 local JSON, split_path = calls.JSON, calls.split_path
@@ -87,10 +88,11 @@ end
 
 function Emulator:handle(req)
   req.request_id = core.uuid()
-  -- the dashboard's page and state are not the bot's requests: not recorded, never faulted
-  if req.method == "GET" and req.path:find("^/_emulator/") then
+  -- the dashboard, its controls and the records are not the bot's requests:
+  -- not recorded, never faulted
+  if req.path == "/_emulator" or req.path:find("^/_emulator/") then
     req.headers = req.headers or {}
-    return dashboard.route(self, req)
+    return records.route(self, req) or dashboard.route(self, req)
   end
   local record = { method = req.method, path = req.path, headers = req.headers, body = req.body,
     json = req.body ~= "" and cjson.decode(req.body) or nil }
@@ -123,10 +125,6 @@ function Emulator:route(req)
     return self:respond(req, 200, '{"keys":[' .. self.signer:jwk(self.kid) .. "]}")
   elseif req.method == "GET" and req.path:find("^/recordings/") then
     return self:recording(req)
-  elseif dashboard.route(self, req) then
-    -- the dashboard and its controls (ring, tone, end, fault), so a bot can be
-    -- driven in an emulator running elsewhere
-    return
   end
   self:graph(req)
 end
