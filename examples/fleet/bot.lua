@@ -14,8 +14,9 @@
 --   KEEP_ALIVE    seconds between keepAlives (900), HEARTBEAT and LIVENESS_TTL (1, 3)
 --   EVENTS        a file to append one line per event to ("-": stdout)
 --
--- Each line of EVENTS is tab-separated: the instance, what happened, and its
--- details, e.g. "bot-2  handled  <call id>  updated  -  established  -".
+-- Each line of EVENTS is tab-separated: the instance, the time (the loop's
+-- clock: CLOCK_MONOTONIC, the same in every process), what happened, and
+-- its details, e.g. "bot-2  8123.456  handled  <call id>  updated  -  established  -".
 local graphcall = require "graphcall"
 
 local env = os.getenv
@@ -25,9 +26,10 @@ local graph_url = assert(env "GRAPH_URL", "GRAPH_URL is required")
 local out = io.stdout
 if env "EVENTS" and env "EVENTS" ~= "-" then out = assert(io.open(env "EVENTS", "a")) end
 out:setvbuf("line")
-local function event(...)
-  local fields = { me, ... }
-  for i = 1, select("#", ...) + 1 do fields[i] = tostring(fields[i] == nil and "-" or fields[i]) end
+local loop
+local function event(what, ...)
+  local fields = { me, ("%.3f"):format(loop.clock()), what, ... }
+  for i = 1, select("#", ...) + 3 do fields[i] = tostring(fields[i] == nil and "-" or fields[i]) end
   out:write(table.concat(fields, "\t"), "\n")
 end
 
@@ -44,8 +46,10 @@ local client = graphcall.new {
     liveness_ttl = tonumber(env "LIVENESS_TTL") or 3,
   },
 }
-local loop = client.loop
-local rx = assert(client:receiver { port = tonumber(env "PORT") or 0,
+loop = client.loop
+-- Behind a load balancer every connection comes from its address: no
+-- per-address limit (the default, 16, is for a receiver facing the internet).
+local rx = assert(client:receiver { port = tonumber(env "PORT") or 0, max_per_ip = 0,
   openid_url = graph_url .. "/v1/.well-known/OpenIdConfiguration" })
 
 -- What a bot does with its calls: listen to the caller's keys once the
@@ -75,6 +79,7 @@ loop:on_signal({ "TERM", "INT" }, function(name)
     local n, err = client:drain()
     event("drained", name, n or err.kind)
     rx:close()
+    client:close()
     loop:stop()
   end)
 end)

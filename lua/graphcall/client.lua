@@ -111,6 +111,8 @@ function M.new(opts)
     keep_alive_interval = kai or M.DEFAULTS.keep_alive_interval,
     calls = {},          -- the registry: call id -> call object, until terminated
     handlers = {},       -- client events ("incoming", "notification", "unknown")
+    creating = 0,        -- create requests in flight
+    early = {},          -- notifications that beat their call's 201 (see Client:handle)
   }, Client)
   if opts.store ~= nil then
     self.fleet = fleet.new(self, opts.store)
@@ -198,12 +200,38 @@ local function created(self, result, req)
   return self:track(call)
 end
 
+-- Notifications that came while creates were in flight, looked at again
+-- on the next turn of the loop (after the caller of `call` has had the
+-- call object and set its handlers): those whose call is known now are
+-- applied; the others wait while creates are still in flight.
+local function release_early(self)
+  self.loop:timer(0, function()
+    local early = self.early
+    self.early = {}
+    for _, n in ipairs(early) do self:handle(n) end
+  end)
+end
+
+-- One create request ended (answered or not).
+local function create_done(self)
+  self.creating = self.creating - 1
+  if #self.early > 0 then release_early(self) end
+end
+
 -- Send a request built by prepare_call/prepare_join: call | nil, err.
 local function create(self, built)
-  local result, req = transport.send(context(self),
+  self.creating = self.creating + 1
+  local ok, result, req = pcall(transport.send, context(self),
     { method = built.method, url = built.url, body = built.body, create = true })
-  if not result then return nil, req end
-  return created(self, result, req)
+  local call, err
+  if ok and result then
+    ok, call, err = pcall(created, self, result, req)
+  elseif ok then
+    err = req
+  end
+  create_done(self)
+  if not ok then error(call or result, 0) end
+  return call, err
 end
 
 --- Place a call: send what `prepare_call` builds, return the call object.
@@ -231,10 +259,12 @@ end
 local function send_many(self, built)
   local calls, errs, left = {}, {}, #built
   local ctx = context(self)
+  self.creating = self.creating + #built
   for i, b in ipairs(built) do
     transport.send_async(ctx, { method = b.method, url = b.url, body = b.body, create = true },
       function(result, req)
         left = left - 1
+        create_done(self)
         if result then calls[i], errs[i] = created(self, result, req) else errs[i] = req end
       end)
   end
@@ -344,6 +374,12 @@ function Client:drain()
   return self.fleet:drain()
 end
 
+--- Close what the client holds besides its loop: the fleet's Redis
+-- connections (after `drain`, once the receiver is closed). Idempotent.
+function Client:close()
+  if self.fleet then self.fleet:close() end
+end
+
 --- Listen for client events: "incoming" as `fn(call, notification)` for an
 -- incoming call (answer, reject or redirect it within 15 seconds);
 -- "notification" for every accepted notification; "unknown" for a
@@ -366,10 +402,19 @@ function Client:dispatch(batch, body, query)
   for _, n in ipairs(batch) do self:handle(n) end
 end
 
---- Apply one accepted notification.
+-- How many notifications may wait for their call's 201.
+local EARLY_MAX = 256
+
+--- Apply one accepted notification. Graph may post a call's first
+-- notifications before its answer to the create request arrives: one
+-- about an unknown call waits while creates are in flight.
 function Client:handle(n)
-  self:emit("notification", n)
   local call = n.call_id and self.calls[n.call_id]
+  if not call and self.creating > 0 and n.change_type ~= "created" and #self.early < EARLY_MAX then
+    self.early[#self.early + 1] = n
+    return
+  end
+  self:emit("notification", n)
   if call then
     call:apply(n)
   elseif n.kind == "call" and n.change_type == "created" and n.state == "incoming"

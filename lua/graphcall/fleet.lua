@@ -400,9 +400,9 @@ function Fleet:route(id, hinted)
   if not id or self.client.calls[id] or not self.up then return "local" end
   local owner = self.conn:call { "HGET", self:key("call", id), "owner" }
   if type(owner) ~= "string" then
-    if hinted and hinted ~= self.me and self.conn:call { "EXISTS", self:key("alive", hinted) } == 1 then
-      return hinted
-    end
+    -- the instance that placed it has not recorded it yet: its inbox (read
+    -- by it, or by whoever reaps it if it died meanwhile)
+    if hinted and hinted ~= self.me then return hinted end
     return "local"
   end
   if owner == self.me then
@@ -411,7 +411,11 @@ function Fleet:route(id, hinted)
   end
   if self.conn:call { "EXISTS", self:key("alive", owner) } == 1 then return owner end
   local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me })
-  if type(moved) == "table" and moved[1] == 1 then self:adopt(id) end
+  if type(moved) == "table" and moved[1] == 1 then
+    self:adopt(id)
+  elseif type(moved) == "table" and type(moved[2]) == "string" and moved[2] ~= self.me then
+    return moved[2] -- another instance took it over first: it is the owner now
+  end
   return "local"
 end
 
@@ -433,8 +437,10 @@ function Fleet:dispatch(batch, body, handle, query)
     end
   end
   for owner in pairs(forward) do
-    local ok = self.conn:call { "XADD", self:key("inbox", owner), "*", "body", body }
-    if ok then self.forwarded = self.forwarded + 1 end
+    local ok, err = self.conn:call { "XADD", self:key("inbox", owner), "MAXLEN", "~", "100000", "*", "body", body }
+    -- not passed on: fail the delivery (the receiver answers 500), so that it is not taken as done
+    if not ok then error(("graphcall.fleet: cannot forward to %s: %s"):format(owner, tostring(err)), 0) end
+    self.forwarded = self.forwarded + 1
   end
 end
 
@@ -500,10 +506,14 @@ function Fleet:drain_inbox(peer)
 end
 
 --- Graceful hand-off: stop being alive, give every call to a live peer
--- (round robin), then stop. Returns the number of calls handed off, or nil,
--- err when no peer is alive (the calls stay, and a restart adopts them).
+-- (round robin). Returns the number of calls handed off, or nil, err when
+-- no peer is alive (the calls stay, and a restart adopts them). The
+-- connection stays open: a notification that still reaches this instance
+-- is forwarded to the call's new owner until the client is closed.
 function Fleet:drain()
   self.draining = true
+  if self.timer then self.loop:cancel_timer(self.timer) end
+  self.timer = nil
   self.conn:call { "DEL", self:key("alive", self.me) }
   local peers, live = self.conn:call { "SMEMBERS", self:key("instances") }, {}
   for _, p in ipairs(type(peers) == "table" and peers or {}) do
@@ -521,8 +531,8 @@ function Fleet:drain()
     if call.keep_alive_timer then self.loop:cancel_timer(call.keep_alive_timer) end
     self.client.calls[id] = nil
   end
-  self.conn:call { "SREM", self:key("instances"), self.me }
-  self:close()
+  -- still listed among the instances: the others see it gone (no liveness)
+  -- and pass on what reaches its inbox from now on (reap)
   return n
 end
 

@@ -133,8 +133,9 @@ function World:read(name)
   return s
 end
 
---- Every event line the bots wrote: { instance, what, a, b, ..., seq } in
--- the order of each file (seq counts lines per instance).
+--- Every event line the bots wrote: { instance, t, what, a, b, ..., seq }
+-- in the order of each file (t: CLOCK_MONOTONIC seconds, as
+-- core.monotonic; seq counts lines per instance).
 function World:events()
   local out = {}
   for _, name in ipairs(M.NAMES) do
@@ -143,7 +144,7 @@ function World:events()
       local f = {}
       for field in (line .. "\t"):gmatch("([^\t]*)\t") do f[#f + 1] = field end
       seq = seq + 1
-      out[#out + 1] = { instance = f[1], what = f[2], seq = seq, table.unpack(f, 3) }
+      out[#out + 1] = { instance = f[1], t = tonumber(f[2]), what = f[3], seq = seq, table.unpack(f, 4) }
     end
   end
   return out

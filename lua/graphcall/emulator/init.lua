@@ -169,7 +169,10 @@ end
 function M.start(opts)
   opts = graphcall_loop.check_options("graphcall.emulator.start", opts, M.DEFAULTS)
   local loop = opts.loop or graphcall_loop.default()
-  local server, err = core.server { host = opts.host, port = opts.port, max_body = 1024 * 1024 }
+  -- Graph takes as many connections as a fleet of bots opens, all from one
+  -- address here: no per-address limit, unlike a bot's receiver
+  local server, err = core.server { host = opts.host, port = opts.port, max_body = 1024 * 1024,
+    max_connections = 4096, max_per_ip = 0 }
   if not server then return nil, err end
   local key = identity.shared_key()
   local self = setmetatable({
