@@ -113,6 +113,8 @@ function Call:set_state(state, n)
   local old = self.state
   if state == old or (RANK[state] or 3) < (RANK[old] or 0) then return end
   self.state = state
+  local lg = self.client.log
+  if lg and lg.info then lg:log("info", "call_state", { call_id = self.id, from = old, to = state }) end
   if state == "established" then self.client:keep_alive_start(self) end
   self:emit(state, n)
   self:emit("state", state, n)
