@@ -143,6 +143,9 @@ describe("the log hook", function()
     assert.same({ count = 1, path = "/api/calls", remote = "127.0.0.1", tenant = accepted[1].fields.tenant,
       verified = true }, accepted[1].fields)
     assert.is_string(accepted[1].fields.tenant)
+    local n = w.rec.find("notification", { state = "established" })
+    assert.same({ "debug", { call_id = call.id, kind = "call", change_type = "updated", state = "established",
+      known = true } }, { n.level, n.fields })
     local state = w.rec.find("call_state", { to = "established" })
     assert.same({ call_id = call.id, from = "establishing", to = "established" }, state.fields)
     assert.is_true(call:hangup())

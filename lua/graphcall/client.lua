@@ -371,6 +371,11 @@ end
 function Client:handle(n)
   self:emit("notification", n)
   local call = n.call_id and self.calls[n.call_id]
+  local lg = self.log
+  if lg.debug then
+    lg:log("debug", "notification", { call_id = n.call_id, kind = n.kind, change_type = n.change_type,
+      state = n.state, known = call ~= nil })
+  end
   if call then
     call:apply(n)
   elseif n.kind == "call" and n.change_type == "created" and n.state == "incoming"
