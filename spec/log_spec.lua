@@ -355,6 +355,9 @@ describe("the default writer", function()
     assert.equal('graphcall error handler_error error="a\\nb"\nstack traceback:\n\tx.lua:1\n',
       logging.format("error", "handler_error", { error = "a\nb", traceback = "stack traceback:\n\tx.lua:1" }))
     assert.equal("> GET / HTTP/1.1\n", logging.format("debug", "trace", { text = "> GET / HTTP/1.1" }))
+    assert.equal('graphcall error handler_error error=x.lua:1:_boom\nstack traceback:\n\tx.lua:1\n',
+      logging.format("error", "handler_error", { error = "x.lua:1:_boom",
+        traceback = "x.lua:1:_boom\nstack traceback:\n\tx.lua:1" }))
   end)
 
   it("writes what GRAPHCALL_LOG asks for, and only errors without it", function()

@@ -61,7 +61,7 @@ end
 
 --- One event as the default writer writes it: `graphcall LEVEL EVENT
 -- key=value ...` (keys sorted), a newline, and the `traceback` field, if
--- any, on the lines after. A trace event is its `text` as it is.
+-- any, on the lines after (without its first line when that is the error). A trace event is its `text` as it is.
 ---@param level string
 ---@param event string
 ---@param fields table?
@@ -82,6 +82,9 @@ function M.format(level, event, fields)
   local line = table.concat(parts, " ") .. "\n"
   local tb = fields.traceback
   if type(tb) == "string" and tb ~= fields.error then
+    -- debug.traceback's first line is the message, already on the line above
+    local err = fields.error
+    if type(err) == "string" and tb:sub(1, #err + 1) == err .. "\n" then tb = tb:sub(#err + 2) end
     line = line .. tb:gsub("\n?$", "\n", 1)
   end
   return line
