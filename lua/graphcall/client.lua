@@ -19,6 +19,7 @@ local M = {}
 ---@field callback_uri string?
 ---@field graph_url string
 ---@field endpoint string
+---@field log graphcall.Logger where this client's events go (graphcall.log)
 local Client = {}
 Client.__index = Client
 Client.__name = "graphcall.client"

@@ -51,7 +51,7 @@ Logger.__name = "graphcall.logger"
 local function show(v)
   local t = type(v)
   if t == "number" then
-    if math.type(v) == "float" then return ("%.3f"):format(v):gsub("0+$", ""):gsub("%.$", "") end
+    if math.type(v) == "float" then return (("%.3f"):format(v):gsub("0+$", ""):gsub("%.$", "")) end
     return tostring(v)
   end
   if t ~= "string" then v = tostring(v) end

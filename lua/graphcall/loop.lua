@@ -22,6 +22,8 @@ local logging = require "graphcall.log"
 local M = {}
 
 ---@class graphcall.Loop
+---@field log graphcall.Logger where handler errors and the events of clients without a hook go (graphcall.log)
+---@field errors table[] the last 100 errors reported without an on_error hook: `{ error =, traceback = }`
 local Loop = {}
 Loop.__index = Loop
 Loop.__name = "graphcall.loop"
