@@ -106,6 +106,7 @@ build = {
       ["graphcall.fleet"] = "lua/graphcall/fleet.lua",
       ["graphcall"] = "lua/graphcall/init.lua",
       ["graphcall.keys"] = "lua/graphcall/keys.lua",
+      ["graphcall.log"] = "lua/graphcall/log.lua",
       ["graphcall.loop"] = "lua/graphcall/loop.lua",
       ["graphcall.operation"] = "lua/graphcall/operation.lua",
       ["graphcall.participant"] = "lua/graphcall/participant.lua",

@@ -394,21 +394,31 @@ describe("graphcall loop", function()
       assert.same({}, loop.errors)
     end)
 
-    it("keep errors in loop.errors without an on_error hook, and an on_error that fails too", function()
-      local loop, clock = fake_clock_loop()
-      loop:timer(1, function() error("kept") end)
-      clock.now = clock.now + 1
-      loop:step(0)
-      assert.equal(1, #loop.errors)
-      assert.matches("kept", loop.errors[1].error, 1, true)
-      assert.matches("stack traceback:", loop.errors[1].traceback, 1, true)
+    it("keep errors in loop.errors and log them without an on_error hook, and an on_error that fails too", function()
+      local logging = require "graphcall.log"
+      local written, saved = {}, logging.output
+      logging.output = function(text) written[#written + 1] = text end
+      local ok, err = pcall(function()
+        local loop, clock = fake_clock_loop()
+        loop:timer(1, function() error("kept") end)
+        clock.now = clock.now + 1
+        loop:step(0)
+        assert.equal(1, #loop.errors)
+        assert.matches("kept", loop.errors[1].error, 1, true)
+        assert.matches("stack traceback:", loop.errors[1].traceback, 1, true)
 
-      local loop2, clock2 = fake_clock_loop { on_error = function() error("hook fails") end }
-      loop2:timer(1, function() error("original") end)
-      clock2.now = clock2.now + 1
-      assert.has_no_error(function() loop2:step(0) end)
-      assert.equal(1, #loop2.errors)
-      assert.matches("original", loop2.errors[1].error, 1, true)
+        local loop2, clock2 = fake_clock_loop { on_error = function() error("hook fails") end }
+        loop2:timer(1, function() error("original") end)
+        clock2.now = clock2.now + 1
+        assert.has_no_error(function() loop2:step(0) end)
+        assert.equal(1, #loop2.errors)
+        assert.matches("original", loop2.errors[1].error, 1, true)
+      end)
+      logging.output = saved
+      assert(ok, err)
+      assert.equal(2, #written)
+      assert.matches('^graphcall error handler_error error="[^"]*: kept"\nstack traceback:\n', written[1])
+      assert.matches('^graphcall error handler_error error="[^"]*: original"\n', written[2])
     end)
   end)
 

@@ -311,8 +311,11 @@ describe("graphcall receiver", function()
       assert.equal(1, #env.errors)
     end)
 
-    it("keep the last errors in loop.errors when there is no on_error hook", function()
-      local loop = track(graphcall.new_loop {})
+    it("keep the last errors in loop.errors when there is no on_error hook (and log them)", function()
+      local logged = {}
+      local loop = track(graphcall.new_loop { log = function(level, event, fields)
+        if event == "handler_error" then logged[#logged + 1] = { level, fields.error } end
+      end })
       local client = graphcall.new { app_id = APP_ID, token = "tok", loop = loop }
       local rx = track(assert(client:receiver(unverified { handler = function() error({ code = "table error" }) end })))
       local result
@@ -323,6 +326,7 @@ describe("graphcall receiver", function()
       assert.equal(1, #loop.errors)
       assert.same({ code = "table error" }, loop.errors[1].error)
       assert.is_string(loop.errors[1].traceback)
+      assert.same({ { "error", tostring(loop.errors[1].error) } }, logged)
     end)
   end)
 

@@ -160,7 +160,7 @@ describe("LuaRocks", function()
     assert.same({ "luaopen_graphcall_core" }, exports(tree .. "/lib/lua/5.4/graphcall/core.so"))
     -- every Lua module, the emulator command, the guides and the examples are installed
     assert.is_truthy(io.open(tree .. "/share/lua/5.4/graphcall.lua"))
-    for _, m in ipairs { "client", "call", "control", "events", "loop", "transport", "token", "keys",
+    for _, m in ipairs { "client", "call", "control", "events", "log", "loop", "transport", "token", "keys",
                          "receiver", "operation", "participant", "redis", "emulator", "emulator/calls",
                          "emulator/actions", "emulator/resources", "emulator/identity", "emulator/faults",
                          "adapters/luv", "adapters/cqueues" } do

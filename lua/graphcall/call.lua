@@ -116,6 +116,8 @@ function Call:set_state(state, n)
   self.state = state
   local fleet = self.client.fleet
   if fleet then fleet:save_state(self) end
+  local lg = self.client.log
+  if lg and lg.info then lg:log("info", "call_state", { call_id = self.id, from = old, to = state }) end
   if state == "established" then self.client:keep_alive_start(self) end
   self:emit(state, n)
   self:emit("state", state, n)

@@ -8,6 +8,7 @@ local receiver = require "graphcall.receiver"
 local token_source = require "graphcall.token"
 local events = require "graphcall.events"
 local fleet = require "graphcall.fleet"
+local logging = require "graphcall.log"
 local cjson = require("cjson.safe").new()
 
 local M = {}
@@ -18,6 +19,7 @@ local M = {}
 ---@field callback_uri string?
 ---@field graph_url string
 ---@field endpoint string
+---@field log graphcall.Logger where this client's events go (graphcall.log)
 local Client = {}
 Client.__index = Client
 Client.__name = "graphcall.client"
@@ -37,6 +39,9 @@ M.DEFAULTS = {
   max_retry_wait = 60,     -- seconds: the longest wait before one retry (Retry-After is capped to it)
   keep_alive_interval = 900, -- seconds between automatic keepAlive requests (Graph ends a call after 2700)
   store = false,           -- a fleet: { redis =, instance =, ... } (graphcall.fleet.DEFAULTS); calls shared in Redis
+  log = false,             -- function(level, event, fields) (graphcall.log); default: the loop's
+                           -- (stderr, as GRAPHCALL_LOG says)
+  trace = false,           -- true: trace every request in full (event "trace"); default: GRAPHCALL_TRACE=1
 }
 
 local ENDPOINTS = { ["v1.0"] = true, beta = true, ["beta/app"] = true, ["beta/applications"] = true }
@@ -84,6 +89,7 @@ function M.new(opts)
   if opts.token ~= nil and type(opts.token) ~= "string" and type(opts.token) ~= "function" then
     fail("token: expected string or function, got %s", type(opts.token))
   end
+  logging.check("graphcall.new", opts.log, opts.trace)
   local app_id = opts.app_id
   if not app_id then fail("app_id: required") end
   local ok, err = pcall(core.check_guid, app_id, "app_id")
@@ -99,13 +105,16 @@ function M.new(opts)
     if not ok then fail("%s", err) end
   end
 
+  local loop = opts.loop or event_loop.default()
   local self = setmetatable({
     app_id = app_id,
     tenant = opts.tenant,
     callback_uri = opts.callback_uri,
     graph_url = graph_url:gsub("/+$", ""),
     endpoint = endpoint,
-    loop = opts.loop or event_loop.default(),
+    loop = loop,
+    -- the graphcall.log logger of this client's requests, calls and receivers
+    log = (opts.log ~= nil or opts.trace ~= nil) and logging.new(opts.log, opts.trace) or loop.log,
     max_retries = opts.max_retries or M.DEFAULTS.max_retries,
     max_retry_wait = opts.max_retry_wait or M.DEFAULTS.max_retry_wait,
     keep_alive_interval = kai or M.DEFAULTS.keep_alive_interval,
@@ -178,7 +187,7 @@ local function context(self)
     end
     contexts[self] = ctx
   end
-  ctx.loop, ctx.max_retries, ctx.max_retry_wait = self.loop, self.max_retries, self.max_retry_wait
+  ctx.loop, ctx.max_retries, ctx.max_retry_wait, ctx.log = self.loop, self.max_retries, self.max_retry_wait, self.log
   return ctx
 end
 
@@ -415,6 +424,11 @@ function Client:handle(n)
     return
   end
   self:emit("notification", n)
+  local lg = self.log
+  if lg.debug then
+    lg:log("debug", "notification", { call_id = n.call_id, kind = n.kind, change_type = n.change_type,
+      state = n.state, known = call ~= nil })
+  end
   if call then
     call:apply(n)
   elseif n.kind == "call" and n.change_type == "created" and n.state == "incoming"
@@ -439,8 +453,7 @@ function Client:keep_alive_start(call)
     if call.state == "terminated" then return end
     local ok, err = call:keep_alive()
     if ok or (err and err.status ~= 404) then
-      -- try again at the next beat; a failure is reported, not fatal
-      if not ok then self.loop:report(err, "keepAlive of call " .. tostring(call.id)) end
+      -- try again at the next beat; a failure is logged (call:keep_alive), not fatal
       if call.state ~= "terminated" then call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat) end
     end
   end

@@ -78,6 +78,20 @@ local ACCEPTED, OK, CREATED, NO_CONTENT = { [202] = true }, { [200] = true }, { 
 local OPERATION = { [200] = true, [202] = true }
 
 -- Send an action about the call; true, the decoded answer, or nil, err.
+--- Log the outcome of a keepAlive of call `id` (`err` when it failed) on `lg`.
+---@param lg graphcall.Logger
+---@param id string
+---@param err? table
+---@param fleet? boolean sent from a fleet's shared schedule
+function M.log_keep_alive(lg, id, err, fleet)
+  if not err then
+    if lg.info then lg:log("info", "keep_alive", { call_id = id, fleet = fleet }) end
+  elseif lg.warn then
+    lg:log("warn", "keep_alive_failed", { call_id = id, fleet = fleet, kind = err.kind, status = err.status,
+      request_id = err.request_id, error = tostring(err.message or err) })
+  end
+end
+
 local function send(call, method, suffix, body, expected, decode)
   local result, req = call.client:call_request(call.id, method, suffix, body, expected)
   if not result then return nil, req end
@@ -190,9 +204,11 @@ end
 
 --- Keep the call alive: `POST .../keepAlive` (200). The client does this by
 -- itself every keep_alive_interval; a 404 means the call is gone: it is
--- marked terminated and its handlers hear so.
+-- marked terminated and its handlers hear so. Logged: "keep_alive" (info)
+-- or "keep_alive_failed" (warn).
 function C:keep_alive()
   local ok, err = send(self, "POST", "/keepAlive", nil, OK)
+  M.log_keep_alive(self.client.log, self.id, err)
   if ok then return true end
   if err.status == 404 then self:gone { code = 404, message = "keepAlive: the call no longer exists" } end
   return nil, err

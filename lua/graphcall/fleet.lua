@@ -23,6 +23,7 @@
 local core = require "graphcall.core"
 local redis = require "graphcall.redis"
 local call_object = require "graphcall.call"
+local control = require "graphcall.control"
 local cjson = require("cjson.safe").new()
 
 local M = {}
@@ -274,11 +275,10 @@ end
 function Fleet:send_keep_alive(id)
   local _, err = self.client:call_request(id, "POST", "/keepAlive", nil, { [200] = true })
   self.keep_alives = (self.keep_alives or 0) + 1
+  control.log_keep_alive(self.client.log, id, err, true)
   if err and err.status == 404 then
     local call = self.client.calls[id]
     if call then call:gone(nil) else self:drop(id) end
-  elseif err then
-    self.loop:report(err, "keepAlive of call " .. id)
   end
 end
 

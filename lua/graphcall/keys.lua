@@ -15,10 +15,11 @@ M.OPENID_URL = "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
 local Keys = {}
 Keys.__index = Keys
 
---- `opts`: `{ loop, verifier, openid_url?, keys? (JWKS JSON, pinned), key_ttl, min_refresh_interval }`
+--- `opts`: `{ loop, verifier, openid_url?, keys? (JWKS JSON, pinned), key_ttl, min_refresh_interval,
+-- log? (a graphcall.log logger; default the loop's) }`
 function M.new(opts)
   local self = setmetatable({
-    loop = opts.loop, verifier = opts.verifier, openid_url = opts.openid_url,
+    loop = opts.loop, log = opts.log or opts.loop.log, verifier = opts.verifier, openid_url = opts.openid_url,
     key_ttl = opts.key_ttl, min_refresh_interval = opts.min_refresh_interval,
     expires_at = nil, fetched_at = nil, last_attempt = nil, fetching = false, waiters = {},
     fetches = 0, last_error = nil,
@@ -52,7 +53,7 @@ local function get(self, url, done)
     local doc = cjson.decode(r.body)
     if type(doc) ~= "table" then return done(nil, "not a JSON object") end
     done(doc, r.body)
-  end)
+  end, self.log)
 end
 
 -- Fetch the OpenID configuration, then its JWKS; call every waiter when done.
@@ -60,9 +61,16 @@ function Keys:fetch()
   self.fetching = true
   self.last_attempt = self.loop.clock()
   self.fetches = self.fetches + 1
-  local function finish(err)
+  local lg, started = self.log, self.loop.clock()
+  local function finish(err, count)
     self.fetching = false
     self.last_error = err
+    if err and lg.warn then
+      lg:log("warn", "keys_fetch", { url = self.openid_url, failed = true, error = err })
+    elseif not err and lg.info then
+      lg:log("info", "keys_fetch", { url = self.openid_url, keys = count,
+        elapsed_ms = math.floor((self.loop.clock() - started) * 1000 + 0.5) })
+    end
     local waiters = self.waiters
     self.waiters = {}
     for _, fn in ipairs(waiters) do self.loop:protect(fn) end
@@ -79,7 +87,7 @@ function Keys:fetch()
       if not n then return finish("JWKS: " .. tostring(serr and serr.message)) end
       self.fetched_at = self.loop.clock()
       self.expires_at = self.fetched_at + self.key_ttl
-      finish(nil)
+      finish(nil, n)
     end)
   end)
 end

@@ -17,10 +17,13 @@
 -- hook with its traceback and never stops the loop.
 -- @module graphcall.loop
 local core = require "graphcall.core"
+local logging = require "graphcall.log"
 
 local M = {}
 
 ---@class graphcall.Loop
+---@field log graphcall.Logger where handler errors and the events of clients without a hook go (graphcall.log)
+---@field errors table[] the last 100 errors reported without an on_error hook: `{ error =, traceback = }`
 local Loop = {}
 Loop.__index = Loop
 Loop.__name = "graphcall.loop"
@@ -33,7 +36,10 @@ M.DEFAULTS = {
   max_response_bytes = 4 * 1024 * 1024,
   max_in_flight = 32,          -- concurrent requests; more wait their turn
   ca_file = false,             -- PEM bundle to trust instead of the system's (https is always verified)
-  on_error = false,            -- function(err, traceback); default: keep the last 100 in loop.errors
+  on_error = false,            -- function(err, traceback); default: log it (level "error") and keep
+                               -- the last 100 in loop.errors
+  log = false,                 -- function(level, event, fields); default: stderr as GRAPHCALL_LOG says
+  trace = false,               -- true: trace requests in full (event "trace"); default: GRAPHCALL_TRACE=1
 }
 
 local function check_options(name, opts, defaults)
@@ -56,6 +62,10 @@ M.check_options = check_options
 ---@return graphcall.Loop
 function M.new(opts)
   opts = check_options("graphcall.loop.new", opts, M.DEFAULTS)
+  logging.check("graphcall.loop.new", opts.log, opts.trace)
+  if opts.on_error ~= nil and type(opts.on_error) ~= "function" then
+    error(("graphcall.loop.new: on_error: expected a function, got %s"):format(type(opts.on_error)), 2)
+  end
   local self = setmetatable({
     clock = opts.clock,
     request_timeout = opts.timeout, -- seconds: the bound of one request (waits derive theirs from it)
@@ -69,6 +79,7 @@ function M.new(opts)
     },
     on_error = opts.on_error,
     errors = {},
+    log = logging.new(opts.log, opts.trace), -- the graphcall.log logger of what runs on this loop
     callbacks = {},      -- transfer id -> function(result)
     servers = {},        -- list of { server =, dispatch =, watch = }
     watches = {},        -- token -> watch: the descriptors waited on besides libcurl's
@@ -95,7 +106,10 @@ function M.default()
   return default
 end
 
---- Report a callback error through the hook (never raises).
+--- Report a callback error through the hook (never raises). Without an
+-- `on_error` hook (or when it fails too), the error is logged (level
+-- "error", event "handler_error": stderr by default) and kept in
+-- `loop.errors`.
 function Loop:report(err, traceback)
   if self.on_error then
     local ok = pcall(self.on_error, err, traceback)
@@ -104,6 +118,7 @@ function Loop:report(err, traceback)
   local list = self.errors
   list[#list + 1] = { error = err, traceback = traceback }
   if #list > 100 then table.remove(list, 1) end
+  self.log:log("error", "handler_error", { error = tostring(err), traceback = traceback })
 end
 
 --- Run fn(...) under xpcall; errors go to the hook. Returns ok, results...
@@ -113,11 +128,14 @@ end
 
 --- Send an HTTP request; `callback(result)` runs from the loop when it ends.
 -- `req.read_headers`: the lower-case names of the only response headers the
--- result's `headers` needs (default all).
+-- result's `headers` needs (default all). With `lg`, a `graphcall.log`
+-- logger whose trace is on, the exchange is traced there.
 ---@param req table `{ method=, url=, headers=, body=, create=, read_headers= }`
 ---@param callback fun(result: table)
+---@param lg? graphcall.Logger
 ---@return integer # the transfer id
-function Loop:request(req, callback)
+function Loop:request(req, callback, lg)
+  if lg and lg.trace then req, callback = logging.traced(lg, req, callback) end
   local id = self.http:submit(req)
   self.callbacks[id] = callback
   return id

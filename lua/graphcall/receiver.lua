@@ -51,9 +51,19 @@ local function error_body(code, message)
   return cjson.encode { error = { code = code, message = message } }
 end
 
+-- The "notification_refused" event: why, never the token.
+local function refused(self, req, status, reason)
+  local lg = self.log
+  if lg.warn then
+    lg:log("warn", "notification_refused", { status = status, reason = reason, path = self.path,
+      remote = req.remote })
+  end
+end
+
 function Receiver:refuse(req, reason)
   if self.closed then return end
   self.unauthorized = self.unauthorized + 1
+  refused(self, req, 401, reason)
   self.server:respond(req.id, 401, error_body("unauthorized", "notification token refused: " .. reason),
     { ["content-type"] = "application/json", ["www-authenticate"] = "Bearer" })
 end
@@ -95,10 +105,17 @@ function Receiver:accept(req)
   local batch, err = core.parse_notifications(req.body, self.max_body)
   if not batch then
     self.rejected = self.rejected + 1
+    refused(self, req, 400, "bad_notification: " .. tostring(err.message))
     self.server:respond(req.id, 400, error_body("badRequest", err.message), JSON)
     return
   end
   self.accepted = self.accepted + 1
+  local lg = self.log
+  if lg.info then
+    local claims = req.claims
+    lg:log("info", "notification_accepted", { count = #batch, path = self.path, remote = req.remote,
+      tenant = claims and claims.tid or nil, verified = claims ~= nil })
+  end
   local ok = self.loop:protect(deliver, self, batch, req)
   if self.closed then return end -- the handler closed this receiver: nobody to answer
   if ok then
@@ -129,6 +146,7 @@ function M.new(loop, opts, client)
     loop = loop, server = server, handler = opts.handler or nil, path = opts.path,
     host = opts.host, max_body = opts.max_body, tls = opts.tls_cert and true or false,
     accepted = 0, rejected = 0, unauthorized = 0, client = client,
+    log = client and client.log or loop.log,
   }, Receiver)
   if opts.verify then
     local ok, verifier = pcall(core.jwt_verifier, {
@@ -140,15 +158,17 @@ function M.new(loop, opts, client)
     end
     self.verifier = verifier
     ok, self.keys = pcall(signing_keys.new, { loop = loop, verifier = verifier, openid_url = opts.openid_url,
-      keys = opts.keys or nil, key_ttl = opts.key_ttl, min_refresh_interval = opts.min_refresh_interval })
+      keys = opts.keys or nil, key_ttl = opts.key_ttl, min_refresh_interval = opts.min_refresh_interval,
+      log = self.log })
     if not ok then
       server:close()
       error(self.keys, 2)
     end
   elseif not warned then
+    -- written by the default log writer whatever GRAPHCALL_LOG says (graphcall.log.ALWAYS)
     warned = true
-    io.stderr:write("graphcall: WARNING: receiver started with verify = false: notifications are not "
-      .. "authenticated. Use this for local development only.\n")
+    self.log:log("warn", "verify_off", { path = opts.path, message = "WARNING: receiver started with "
+      .. "verify = false: notifications are not authenticated. Use this for local development only." })
   end
   loop:add_server(server, function(req) self:handle(req) end)
   return self

@@ -354,6 +354,8 @@ end
 --- Run the script: `callback(reply, err)` as for `conn:command`.
 ---@param keys? string[]
 ---@param args? (string|number)[]
+---@param callback fun(reply: any, err: table|nil)
+---@param timeout? number seconds (default: the connection's timeout)
 function Script:eval(keys, args, callback, timeout)
   keys, args = keys or {}, args or {}
   local cmd = { "EVALSHA", self.sha, #keys }

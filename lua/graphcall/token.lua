@@ -52,15 +52,16 @@ function Source:invalidate()
   self.cached, self.expires_at = nil, 0
 end
 
--- POST the client-credentials form to the v2 token endpoint.
-function Source:acquire(loop)
+-- POST the client-credentials form to the v2 token endpoint (traced on
+-- `lg` with the secret and the token redacted).
+function Source:fetch(loop, lg)
   local url = ("%s/%s/oauth2/v2.0/token"):format(self.login_url, self.tenant)
   local result
   loop:request({
     method = "POST", url = url, body = self.form(), urgent = true,
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded", Accept = "application/json",
                 ["User-Agent"] = "graphcall/" .. core._VERSION },
-  }, function(r) result = r end)
+  }, function(r) result = r end, lg)
   if not loop:wait(function() return result ~= nil end, loop.request_timeout + 1) then
     return nil, auth_error { message = "token endpoint: no answer in time", cause = "timeout", url = url }
   end
@@ -89,7 +90,26 @@ function Source:acquire(loop)
   self.cached = doc.access_token
   self.expires_at = loop.clock() + life - math.min(M.REFRESH_SKEW, life / 2)
   self.acquired = self.acquired + 1
-  return self.cached
+  return self.cached, nil, life
+end
+
+--- Get a new token from the token endpoint; logged on `lg` as
+-- "token_refresh" (info; warn when it failed), never with the token.
+---@param loop graphcall.Loop
+---@param lg? graphcall.Logger
+---@return string|nil, table?
+function Source:acquire(loop, lg)
+  lg = lg or loop.log
+  local started = lg.info and loop.clock()
+  local token, err, life = self:fetch(loop, lg)
+  if token and lg.info then
+    lg:log("info", "token_refresh", { tenant = self.tenant, expires_in = life, count = self.acquired,
+      elapsed_ms = math.floor((loop.clock() - started) * 1000 + 0.5) })
+  elseif err and lg.warn then
+    lg:log("warn", "token_refresh", { tenant = self.tenant, failed = true, status = err.status, code = err.code,
+      error = err.message })
+  end
+  return token, err
 end
 
 --- The token for the next request: `token | nil, err` (err.kind "auth").
@@ -113,7 +133,7 @@ function Source:get(loop, client)
     if self.cached then return self.cached end
   end
   self.refreshing = true
-  local ok, token, err = pcall(self.acquire, self, loop)
+  local ok, token, err = pcall(self.acquire, self, loop, client and client.log)
   self.refreshing = false
   if not ok then error(token, 0) end
   return token, err

@@ -121,12 +121,13 @@ end
 -- CPU of a create request.
 M.READ_HEADERS = { "location", "request-id", "retry-after" }
 
---- Submit `req` on `loop`; `done(result)` runs when it finishes.
-function M.submit(loop, req, done)
+--- Submit `req` on `loop`; `done(result)` runs when it finishes. `lg`: the
+-- logger that traces it, if its trace is on.
+function M.submit(loop, req, done, lg)
   return loop:request({
     method = req.method, url = req.url, headers = req.headers, body = req.body, create = req.create,
     read_headers = M.READ_HEADERS,
-  }, done)
+  }, done, lg)
 end
 
 --- Seconds to wait before retry number `attempt` (1-based): the
@@ -176,6 +177,26 @@ function M.deadline(ctx)
   return attempts * 2 * ctx.loop.request_timeout + ctx.max_retries * ctx.max_retry_wait + 1
 end
 
+-- Why a result is retried, for the log: "HTTP 503", "connect", ...
+local function reason(result)
+  if result.failure then return result.failure end
+  return "HTTP " .. tostring(result.status)
+end
+
+-- The "response" event of an answer (level info; warn for an error status
+-- or no answer).
+local function log_response(lg, req, result, started, clock)
+  local status = result.status
+  local level = (status and status < 400 and not result.failure) and "info" or "warn"
+  if not lg[level] then return end
+  lg:log(level, "response", {
+    method = req.method, url = req.url, status = status, client_request_id = req.client_request_id,
+    request_id = result.headers and result.headers["request-id"] or nil,
+    elapsed_ms = started and math.floor((clock() - started) * 1000 + 0.5) or nil,
+    failure = result.failure, message = result.failure and result.message or nil,
+  })
+end
+
 -- An error raised by a step of a request that ran from the loop (a retry
 -- timer, a transfer's callback), parked for whoever waits on the request.
 local function raised(e)
@@ -194,8 +215,9 @@ end
 -- attempt runs in the caller's frame, so its errors raise there.
 function M.send_async(ctx, req, done)
   local loop = ctx.loop
+  local lg = ctx.log or loop.log
   req.client_request_id = core.uuid()
-  local attempt, refreshed, finished = 0, false, false
+  local attempt, refreshed, finished, started = 0, false, false, nil
   local function finish(a, b)
     finished = true
     done(a, b)
@@ -212,17 +234,27 @@ function M.send_async(ctx, req, done)
   end
   local try
   local function answered(result)
+    if lg.info then log_response(lg, req, result, started, loop.clock) end
     if is_expired_token(result) and not refreshed and ctx.tokens:refreshable() then
       refreshed = true -- one refresh and one more try; not counted as a retry
       ctx.tokens:invalidate()
+      if lg.warn then
+        lg:log("warn", "retry", { method = req.method, url = req.url, client_request_id = req.client_request_id,
+          reason = "token_expired", attempt = attempt, delay = 0 })
+      end
       return try()
     end
     local throttled = result.status == 429
     if throttled and ctx.on_throttle or retryable(result, req) and attempt < ctx.max_retries then
-      local delay = M.retry_delay(result.headers and result.headers["retry-after"], attempt + 1, ctx.max_retry_wait)
+      local retry_after = result.headers and result.headers["retry-after"]
+      local delay = M.retry_delay(retry_after, attempt + 1, ctx.max_retry_wait)
       if throttled and ctx.on_throttle then ctx.on_throttle(delay) end
       if retryable(result, req) and attempt < ctx.max_retries then
         attempt = attempt + 1
+        if lg.warn then
+          lg:log("warn", "retry", { method = req.method, url = req.url, client_request_id = req.client_request_id,
+            reason = reason(result), attempt = attempt, delay = delay, retry_after = retry_after })
+        end
         loop:timer(delay, later(try))
         return
       end
@@ -242,11 +274,15 @@ function M.send_async(ctx, req, done)
       ["Retry-Attempt"] = attempt > 0 and tostring(attempt) or nil,
     }
     if req.body then req.headers["Content-Type"] = "application/json" end
-    if ctx.gate then
-      ctx.gate(later(function() M.submit(loop, req, answered) end))
-    else
-      M.submit(loop, req, answered)
+    local function submit()
+      if lg.info then
+        started = loop.clock()
+        lg:log("info", "request", { method = req.method, url = req.url, client_request_id = req.client_request_id,
+          attempt = attempt + 1 })
+      end
+      M.submit(loop, req, answered, lg)
     end
+    if ctx.gate then ctx.gate(later(submit)) else submit() end
   end
   try()
   return function() return finished end

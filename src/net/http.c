@@ -666,8 +666,15 @@ static void push_result(lua_State *L, transfer *t)
 	}
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status > 0) {
+		long version = 0;
 		lua_pushinteger(L, status);
 		lua_setfield(L, -2, "status");
+		/* for the trace (graphcall.log): the protocol the answer came in */
+		curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
+		lua_pushstring(L, version == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0"
+		               : version == CURL_HTTP_VERSION_2_0 ? "HTTP/2"
+		               : version == CURL_HTTP_VERSION_3 ? "HTTP/3" : "HTTP/1.1");
+		lua_setfield(L, -2, "http_version");
 	}
 	lua_createtable(L, 0, t->read ? 4 : 16);
 	/* the last of each name, as a table of all of them keeps it */
