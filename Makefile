@@ -51,7 +51,7 @@ CRYPTO_LIBS = -lcrypto
 # Debian packages: runtime, then test tools.
 DEPS := pkg-config gcc g++ make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
         libssl-dev libmicrohttpd-dev libsimdjson-dev libhiredis-dev lua-busted luarocks lua-check lua-socket gzip \
-        redis-server nginx lua-luv lua-cqueues lua-ldoc lua-markdown
+        redis-server nginx lua-luv lua-cqueues lua-ldoc lua-markdown chromium chromium-driver
 # Development tools: sanitizers, fuzzing, leak checks, benchmark peers.
 DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
 
