@@ -62,7 +62,8 @@ Process.__index = Process
 -- starts (chromedriver's chromium and chromium's helpers) share one process
 -- group: the popen'd shell execs setsid, which execs a shell running `cmd`,
 -- all in one pid, the group's id. The pipe only carries that pid; the
--- output goes to `log`; the exit code to `log .. ".status"`.
+-- output goes to `log`; the exit code to `log .. ".status"` (so `cmd` must
+-- not exec).
 function M.spawn(cmd, log)
   local status = log .. ".status"
   os.remove(status)
@@ -184,7 +185,7 @@ function M.driver(loop, dir, opts)
   opts = opts or {}
   local port = free_port()
   local self = setmetatable({ loop = loop, url = "http://127.0.0.1:" .. port }, Driver)
-  self.process = M.spawn(("exec %s --port=%d --allowed-ips=127.0.0.1 --log-path=%s"):format(
+  self.process = M.spawn(("%s --port=%d --allowed-ips=127.0.0.1 --log-path=%s"):format(
     q(M.CHROMEDRIVER), port, q(dir .. "/chromedriver.log")), dir .. "/chromedriver.out")
   local ok, err = pcall(function()
     local ready = self:wait_for(function()
