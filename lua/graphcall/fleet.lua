@@ -81,6 +81,9 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'rank', ARGV[2])
 return 1]]
 
 --- Make the fleet member of `client`. Raises on bad options.
+---@param client graphcall.Client
+---@param opts table? see DEFAULTS
+---@return graphcall.Fleet
 function M.new(client, opts)
   if type(opts) ~= "table" then error("graphcall.new: store: expected an options table", 3) end
   local o = {}
@@ -112,19 +115,25 @@ function M.new(client, opts)
   return self
 end
 
+--- A Redis key of this fleet: the prefix, then the parts joined by `:`.
+---@param ... string the key's parts
+---@return string
 function Fleet:key(...)
   return self.prefix .. table.concat({ ... }, ":")
 end
 
 --- The callbackUri with this instance's hint: `?gi=bot-1`.
+---@param uri string the callbackUri
+---@return string
 function Fleet:hinted(uri)
   if type(uri) ~= "string" then return uri end
   local sep = uri:find("?", 1, true) and "&" or "?"
   return uri .. sep .. self.hint .. "=" .. self.me
 end
 
--- Redis came back (or up the first time): resume the shared schedule for the
+--- Redis came back (or up the first time): resume the shared schedule for the
 -- calls kept alive locally meanwhile.
+---@param state string "up" or "down" (the Redis connection's)
 function Fleet:on_state(state)
   self.up = state == "up"
   if not self.up then return end
@@ -162,13 +171,15 @@ function Fleet:start()
   self.timer = self.loop:timer(self.heartbeat, tick)
 end
 
--- Renew the liveness key.
+--- Renew the liveness key.
 function Fleet:beat()
   if self.draining then return end
   self.conn:call { "SET", self:key("alive", self.me), tostring(core.monotonic()), "PX", tostring(self.ttl_ms) }
   self.conn:call { "SADD", self:key("instances"), self.me }
 end
 
+--- Renew the liveness key, then send the keepAlives this instance claims
+-- from the shared schedule (unless a 429 paused the fleet).
 function Fleet:beat_and_claim()
   if not self.up then return end
   self:beat()
@@ -190,12 +201,15 @@ function Fleet:beat_and_claim()
 end
 
 --- A 429 with Retry-After: every instance pauses that long.
+---@param seconds number how long every instance pauses
 function Fleet:throttle(seconds)
   if not self.up or not seconds or seconds <= 0 then return end
   self.conn:command({ "SET", self:key("throttle"), "1", "PX", tostring(math.floor(seconds * 1000)) },
     function() end)
 end
 
+--- POST .../keepAlive for a call; a 404 means the call is gone.
+---@param id string the call's id
 function Fleet:send_keep_alive(id)
   local _, err = self.client:call_request(id, "POST", "/keepAlive", nil, { [200] = true })
   self.keep_alives = (self.keep_alives or 0) + 1
@@ -208,6 +222,7 @@ function Fleet:send_keep_alive(id)
 end
 
 --- Record a call this instance owns (created, answered or adopted).
+---@param call graphcall.Call
 function Fleet:record(call)
   if not self.up then return end
   local key = self:key("call", call.id)
@@ -222,6 +237,8 @@ function Fleet:record(call)
   self:save_state(call)
 end
 
+--- Store the call's state (its rank keeps a late notification from moving it back).
+---@param call graphcall.Call
 function Fleet:save_state(call)
   if not self.up or not call.state then return end
   self.state_script:eval({ self:key("call", call.id) },
@@ -229,6 +246,8 @@ function Fleet:save_state(call)
 end
 
 --- Put an established call on the shared keepAlive schedule.
+---@param call graphcall.Call
+---@return boolean # true when the shared schedule has it
 function Fleet:keep_alive(call)
   if not self.up then return false end
   local ok = self.schedule_script:call({ self:key("keepalive") },
@@ -237,13 +256,16 @@ function Fleet:keep_alive(call)
 end
 
 --- The application's checkpoint of a call, kept with it.
+---@param call graphcall.Call
+---@param tbl table the fields to keep (strings)
 function Fleet:checkpoint(call, tbl)
   local text = assert(cjson.encode(tbl))
   if #text > 65536 then error("graphcall.call.checkpoint: over 64 KiB as JSON", 3) end
   if self.up then self.conn:call { "HSET", self:key("call", call.id), "checkpoint", text } end
 end
 
--- A terminated call leaves the store.
+--- A terminated call leaves the store.
+---@param id string the call's id
 function Fleet:drop(id)
   if not self.up then return end
   self.conn:command({ "DEL", self:key("call", id) }, function() end)
@@ -253,6 +275,8 @@ end
 
 --- Adopt call `id` (owned by this instance now): a call object from its
 -- record, resynced with Graph (404: it ended meanwhile), then `adopted`.
+---@param id string the call's id
+---@return graphcall.Call|nil
 function Fleet:adopt(id)
   if self.client.calls[id] then return self.client.calls[id] end
   local rec = self.conn:call { "HGETALL", self:key("call", id) }
@@ -275,7 +299,8 @@ function Fleet:adopt(id)
   return call
 end
 
--- Take over the calls of a dead peer, then the notifications it had not handled.
+--- Take over the calls of a dead peer, then the notifications it had not handled.
+---@param peer string another instance's name
 function Fleet:reap(peer)
   local ids = self.conn:call { "SMEMBERS", self:key("owned", peer) }
   for _, id in ipairs(type(ids) == "table" and ids or {}) do
@@ -294,7 +319,9 @@ local function fingerprint(n)
     n.etag or n.state or "", n.operation_id or "", n.status or "", tostring(n.sequence_number or "") }, "\0"))
 end
 
--- Claim a notification fleet-wide: true the first time only.
+--- Claim a notification fleet-wide: true the first time only.
+---@param n graphcall.notification
+---@return boolean
 function Fleet:first(n)
   if not self.up then return true end
   local ok = self.conn:call { "SET", self:key("seen", fingerprint(n)), self.me, "NX", "EX", tostring(self.seen_ttl) }
@@ -302,8 +329,10 @@ function Fleet:first(n)
   return ok ~= false
 end
 
--- Where a notification about call `id` goes: "local", or the live owner's
+--- Where a notification about call `id` goes: "local", or the live owner's
 -- name, after taking over from a dead one.
+---@param id string? the call's id
+---@return string # "local" or the owner's name
 function Fleet:route(id)
   if not id or self.client.calls[id] or not self.up then return "local" end
   local owner = self.conn:call { "HGET", self:key("call", id), "owner" }
@@ -321,6 +350,9 @@ end
 --- Dispatch a verified batch: what this instance owns (or takes over) it
 -- handles once; what a live peer owns goes to the peer's inbox. `handle(n)`
 -- applies one notification locally.
+---@param batch graphcall.notifications the parsed batch (graphcall.core userdata)
+---@param body string the raw body (forwarded to the owners)
+---@param handle fun(n: graphcall.notification) applies one notification
 function Fleet:dispatch(batch, body, handle)
   local forward = {}
   for _, n in ipairs(batch) do
@@ -340,7 +372,10 @@ function Fleet:dispatch(batch, body, handle)
   end
 end
 
--- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }).
+--- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }).
+---@param stream string the stream's key
+---@param entries table[] the entries, {id, {k, v, ...}}
+---@param handle fun(n: graphcall.notification) applies one notification
 function Fleet:apply_entries(stream, entries, handle)
   local ids = {}
   for _, e in ipairs(entries) do
@@ -370,7 +405,7 @@ function Fleet:apply_entries(stream, entries, handle)
   end
 end
 
--- Read this instance's inbox until closed.
+--- Read this instance's inbox until closed.
 function Fleet:read_inbox()
   local stream = self:key("inbox", self.me)
   local handle = function(n) self.client:handle(n) end
@@ -394,7 +429,8 @@ function Fleet:read_inbox()
   end
 end
 
--- What a dead peer had not handled: claim it and handle it here.
+--- What a dead peer had not handled: claim it and handle it here.
+---@param peer string another instance's name
 function Fleet:drain_inbox(peer)
   local stream = self:key("inbox", peer)
   local reply = self.conn:call { "XAUTOCLAIM", stream, "g", self.me, "0", "0-0", "COUNT", "1000" }
@@ -410,6 +446,7 @@ end
 --- Graceful hand-off: stop being alive, give every call to a live peer
 -- (round robin), then stop. Returns the number of calls handed off, or nil,
 -- err when no peer is alive (the calls stay, and a restart adopts them).
+---@return integer|nil, table? # how many calls were handed over, or nil, err
 function Fleet:drain()
   self.draining = true
   self.conn:call { "DEL", self:key("alive", self.me) }

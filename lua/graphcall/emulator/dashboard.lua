@@ -158,6 +158,10 @@ local FAULTS = { [429] = true, [503] = true, [504] = true }
 -- The controls: each takes the decoded body and returns status, answer.
 local CONTROLS = {}
 
+--- POST /_emulator/ring: an incoming call to the bot. Returns the status and {id}.
+---@param emu graphcall.Emulator
+---@param body table the request's JSON body, decoded
+---@return integer, table|string # the status, and the answer or an error
 function CONTROLS.ring(emu, body)
   local from = body.from
   if from == nil and type(body.caller) == "string" and body.caller ~= "" then
@@ -172,6 +176,10 @@ function CONTROLS.ring(emu, body)
   return 200, { id = id }
 end
 
+--- POST /_emulator/tone: the caller presses a key. Returns the status and {sent}.
+---@param emu graphcall.Emulator
+---@param body table the request's JSON body, decoded
+---@return integer, table|string # the status, and the answer or an error
 function CONTROLS.tone(emu, body)
   if not emu.calls[body.call_id] then return 404, "no such call" end
   local ok, sent = pcall(emu.press_tone, emu, body.call_id, tostring(body.tone or ""))
@@ -188,6 +196,10 @@ CONTROLS["end"] = function(emu, body)
   return 200, { id = call.id }
 end
 
+--- POST /_emulator/fault: the next request fails. Returns the status and {queued}.
+---@param emu graphcall.Emulator
+---@param body table the request's JSON body, decoded
+---@return integer, table|string # the status, and the answer or an error
 function CONTROLS.fault(emu, body)
   local status = tonumber(body.status)
   if status and FAULTS[status] then
