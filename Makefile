@@ -4,6 +4,7 @@
 #   make         build build/graphcall/core.so and build/graphcall/testing.so
 #   make test    deps + build + luacheck + busted under Lua 5.4
 #   make demo    deps + build + the demo bot against the local Graph emulator
+#   make screenshot  build/dashboard.png: the emulator's dashboard during a demo call (headless chromium)
 #   make doc     the API reference of the Lua layer (LDoc) in build/doc/; warnings fail it
 #   make bench   the benchmark suite against the peers (bench/RESULTS.md)
 #   make fuzz    each libFuzzer harness for FUZZ_SECONDS (default 60) with ASan+UBSan
@@ -51,11 +52,11 @@ CRYPTO_LIBS = -lcrypto
 # Debian packages: runtime, then test tools.
 DEPS := pkg-config gcc g++ make curl openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev \
         libssl-dev libmicrohttpd-dev libsimdjson-dev libhiredis-dev lua-busted luarocks lua-check lua-socket gzip \
-        redis-server nginx lua-luv lua-cqueues lua-ldoc lua-markdown
+        redis-server nginx lua-luv lua-cqueues lua-ldoc lua-markdown chromium chromium-driver
 # Development tools: sanitizers, fuzzing, leak checks, benchmark peers.
 DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
 
-.PHONY: all deps dev-deps test lint unit demo doc bench fuzz asan valgrind clean
+.PHONY: all deps dev-deps test lint unit demo screenshot doc bench fuzz asan valgrind clean
 
 all: $(MODULE) $(TESTING)
 
@@ -94,7 +95,7 @@ dev-deps:
 	@$(MAKE) --no-print-directory deps DEPS="$(DEV_DEPS)"
 
 lint:
-	luacheck -q lua spec examples bin
+	luacheck -q lua spec examples bin types
 
 # busted's own launcher runs Lua 5.1 on Debian; .busted names lua5.4, so a
 # plain `busted` re-runs itself under it. Here the runner starts under
@@ -114,6 +115,13 @@ LUA_ENV = LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bin/graphcall-run $(LUA) examples/demo_bot.lua
+
+# The dashboard (/_emulator/) during a demo call, as headless chromium
+# renders it (spec/support/screenshot.lua: emulator, bot and browser).
+screenshot: deps
+	@$(MAKE) --no-print-directory all
+	@LUA_PATH='./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;' LUA_CPATH='./build/?.so;;' \
+	  $(LUA) spec/support/screenshot.lua build/dashboard.png
 
 # The API reference: LDoc (config.ld) reads the LuaLS annotations of
 # lua/graphcall/*.lua. LDoc runs under Lua 5.1 on Debian (lua-markdown, its

@@ -27,6 +27,8 @@ end
 local session = emulator.session()
 local client, rx = session.client, session.receiver
 log(nil, "emulator", session.url)
+-- the emulator's dashboard: open it while an emulator runs (bin/graphcall-emulator)
+log(nil, "dashboard", session.url .. "/_emulator/")
 log(nil, "receiver", rx:url())
 
 local function follow(call)

@@ -61,6 +61,11 @@ local op_key, lower_first, table_of = operation.key, operation.lower_first, oper
 --- Build a call object from a decoded `call` resource, or from its fields
 -- (id, state, direction, myParticipantId) and `text`, the resource as JSON
 -- that `call.data` decodes when it is first read.
+---@param client graphcall.Client
+---@param data table the call resource, or its fields
+---@param location string? the Location header of the 201
+---@param text string? the resource as JSON
+---@return graphcall.Call
 function M.new(client, data, location, text)
   return setmetatable({
     client = client,
@@ -91,12 +96,17 @@ function Call:on(event, fn)
   return self
 end
 
+--- Run the handlers of `event` with the call and the arguments.
+---@param event string the event's name
+---@param ... any the handlers' arguments
 function Call:emit(event, ...)
   local handlers = rawget(self, "handlers")
   if handlers then events.emit(self.client.loop, handlers, event, self, ...) end
 end
 
--- Has this notification been seen (same etag, or same content)?
+--- Has this notification been seen (same etag, or same content)?
+---@param n graphcall.notification
+---@return boolean
 function Call:repeated(n)
   -- the content only when there is no etag: it decodes resource_data
   local key = table.concat({ n.change_type, n.resource_url,
@@ -110,6 +120,10 @@ function Call:repeated(n)
   return false
 end
 
+--- Move the call to `state` (never back) and run its handlers; keepAlive
+-- starts at `established`.
+---@param state string a call state
+---@param n graphcall.notification? the notification that changed it
 function Call:set_state(state, n)
   local old = self.state
   if state == old or (RANK[state] or 3) < (RANK[old] or 0) then return end
@@ -125,6 +139,8 @@ function Call:set_state(state, n)
 end
 
 --- Apply an accepted notification (from the receiver, through the client).
+---@param n graphcall.notification a notification (graphcall.core userdata)
+---@return boolean # false when it was a repeat
 function Call:apply(n)
   if self:repeated(n) then return false end
   self:emit("notification", n)
@@ -180,6 +196,7 @@ function Call:set_checkpoint(tbl)
 end
 
 --- The call ended on our side without a notification (keepAlive got 404).
+---@param result_info table? Graph's resultInfo {code, subcode, message}
 function Call:gone(result_info)
   self.result_info = result_info
   self:set_state("terminated", nil)
@@ -211,6 +228,8 @@ function Call:__tostring()
 end
 
 --- Make `list` (participant resources) the roster: participant objects of this call.
+---@param list table[] participant resources
+---@return table[] # the list, now participant objects
 function Call:set_roster(list)
   for i, p in ipairs(list) do list[i] = participant.adopt(self, p) end
   self.roster = list
@@ -218,6 +237,8 @@ function Call:set_roster(list)
 end
 
 --- A participant resource of this call as a participant object.
+---@param data table the resource, decoded
+---@return graphcall.Participant
 function Call:adopt_participant(data)
   return participant.adopt(self, data)
 end
@@ -229,10 +250,12 @@ local function delta(call)
   return type(options) == "table" and options.isDeltaRosterEnabled == true
 end
 
--- A participants notification: "updated" carries the whole roster, unless
+--- A participants notification: "updated" carries the whole roster, unless
 -- the call asked for delta rosters, when it carries the changed
 -- participants (merged by id), like "created"; "deleted" the participants
 -- that left.
+---@param change_type string "created" | "updated" | "deleted"
+---@param list table[] participant resources
 function Call:roster_change(change_type, list)
   if change_type == "deleted" or change_type == "created" or delta(self) then
     local changed = {}
@@ -252,8 +275,10 @@ function Call:roster_change(change_type, list)
   self:emit("participants", list)
 end
 
--- A contentSharingSessions notification: the sessions (an array, or one
+--- A contentSharingSessions notification: the sessions (an array, or one
 -- session named by the resource URL), kept in call.content_sharing.
+---@param n graphcall.notification a notification (graphcall.core userdata)
+---@param data table? the sessions (an array) or one session
 function Call:sharing_change(n, data)
   local sessions = type(data) == "table" and (#data > 0 and data or next(data) and { data }) or nil
   if not sessions then

@@ -351,11 +351,15 @@ end
 --- Receive notifications: an HTTP endpoint on this client's loop.
 -- See `graphcall.receiver.DEFAULTS` for the options.
 -- @return graphcall.Receiver, or nil, err (err.kind "listen") when the port is taken
+---@param opts table? see graphcall.receiver's DEFAULTS
+---@return graphcall.Receiver|nil, table? # or nil, err (err.kind "listen")
 function Client:receiver(opts)
   return receiver.new(self.loop, opts, self)
 end
 
 --- Register a call object, so notifications reach it.
+---@param call graphcall.Call
+---@return graphcall.Call
 function Client:track(call)
   self.calls[call.id] = call
   if self.fleet then self.fleet:record(call) end
@@ -363,6 +367,7 @@ function Client:track(call)
 end
 
 --- A terminated call leaves the registry (the object keeps its result_info).
+---@param call graphcall.Call
 function Client:forget(call)
   if call.keep_alive_timer then
     self.loop:cancel_timer(call.keep_alive_timer)
@@ -393,11 +398,17 @@ end
 -- incoming call (answer, reject or redirect it within 15 seconds);
 -- "notification" for every accepted notification; "unknown" for a
 -- notification about a call the client does not know.
+---@param event string the event's name
+---@param fn function
+---@return graphcall.Client
 function Client:on(event, fn)
   events.on(self.handlers, event, fn, "client:on")
   return self
 end
 
+--- Run the client's handlers of `event` with the arguments.
+---@param event string the event's name
+---@param ... any the handlers' arguments
 function Client:emit(event, ...)
   events.emit(self.loop, self.handlers, event, ...)
 end
@@ -406,6 +417,10 @@ end
 -- receiver does this for every batch it accepts (`body`: the raw body, which
 -- a fleet forwards to the call's owner; `query`: the callbackUri's query,
 -- whose instance hint names the owner of a call not yet recorded).
+---@param batch graphcall.notifications the parsed batch (graphcall.core userdata)
+---@param body string the raw body
+---@param query? string the request's query string
+---@return nil # (returns only to end the handler early)
 function Client:dispatch(batch, body, query)
   if self.fleet then return self.fleet:dispatch(batch, body, function(n) self:handle(n) end, query) end
   for _, n in ipairs(batch) do self:handle(n) end
@@ -417,6 +432,7 @@ local EARLY_MAX = 256
 --- Apply one accepted notification. Graph may post a call's first
 -- notifications before its answer to the create request arrives: one
 -- about an unknown call waits while creates are in flight.
+---@param n graphcall.notification a notification (graphcall.core userdata)
 function Client:handle(n)
   local call = n.call_id and self.calls[n.call_id]
   if not call and self.creating > 0 and n.change_type ~= "created" and #self.early < EARLY_MAX then
@@ -444,6 +460,7 @@ function Client:handle(n)
 end
 
 --- Start the automatic keepAlive of an established call.
+---@param call graphcall.Call
 function Client:keep_alive_start(call)
   -- a fleet keeps it alive through the shared schedule; locally only while Redis is away
   if self.fleet and self.fleet:keep_alive(call) then return end
@@ -462,6 +479,12 @@ end
 
 --- Send a request about one call: `method .../calls/{id}<suffix>` with an
 -- optional JSON body. Returns result, req or nil, err.
+---@param id string the call's id
+---@param method string the HTTP method
+---@param suffix string the path after .../calls/{id} ("" or "/keepAlive", ...)
+---@param body table? the JSON body (a Lua table)
+---@param expected table<integer, boolean> the statuses that mean success
+---@return table|nil, table # the result and the request, or nil, err
 function Client:call_request(id, method, suffix, body, expected)
   local encoded = body and assert(cjson.encode(body))
   local result, req = transport.send(context(self), { method = method, url = call_url(self, id) .. suffix,
@@ -477,6 +500,8 @@ function Client:__tostring()
 end
 
 --- The client's token source (how many tokens it acquired, ...).
+---@param client graphcall.Client
+---@return graphcall.TokenSource
 function M.tokens(client)
   return tokens[client]
 end

@@ -137,6 +137,8 @@ local CALL_OPTIONS = { hide_bot_after_escalation = "hideBotAfterEscalation",
 -- opts: `modalities` {"audio"}, `media` (default service-hosted), `callback_uri`, `participant_capacity`,
 -- `call_options` { hide_bot_after_escalation, is_content_sharing_notification_enabled, is_delta_roster_enabled,
 -- is_interactive_roster_enabled } (incomingCallOptions).
+---@param opts table? see above
+---@return true|nil, table? # true, or nil, err
 function C:answer(opts)
   local name = "call:answer"
   opts = check(name, opts, { modalities = true, media = true, callback_uri = true, participant_capacity = true,
@@ -166,6 +168,8 @@ end
 local REASONS = { none = "none", busy = "busy", forbidden = "forbidden" }
 
 --- Reject an incoming call. opts: `reason` "none" | "busy" | "forbidden", `callback_uri`.
+---@param opts table? see above
+---@return true|nil, table? # true, or nil, err
 function C:reject(opts)
   opts = check("call:reject", opts, { reason = true, callback_uri = true })
   local reason = REASONS[opts.reason or "none"]
@@ -181,6 +185,8 @@ local ROUTING_POLICIES = { none = "none", no_missed_call = "noMissedCall", disab
 -- opts: `targets` (identities), `timeout` (15..90 s), `callback_uri`, `routing_policies`
 -- (list of "none", "no_missed_call", "disable_forwarding", "disable_forwarding_except_phone", "prefer_sip").
 -- To voicemail: a target user with `endpoint_type = "voicemail"` (Graph's endpointType enum).
+---@param opts table options (see above)
+---@return true|nil, table? # true, or nil, err
 function C:redirect(opts)
   local name = "call:redirect"
   opts = check(name, opts, { targets = true, timeout = true, callback_uri = true, routing_policies = true })
@@ -198,6 +204,7 @@ function C:redirect(opts)
 end
 
 --- Hang up: `DELETE .../calls/{id}` (204). Returns true, or nil, err.
+---@return true|nil, table? # true, or nil, err
 function C:hangup()
   return self.client:hangup(self.id)
 end
@@ -206,6 +213,7 @@ end
 -- itself every keep_alive_interval; a 404 means the call is gone: it is
 -- marked terminated and its handlers hear so. Logged: "keep_alive" (info)
 -- or "keep_alive_failed" (warn).
+---@return true|nil, table? # true, or nil, err
 function C:keep_alive()
   local ok, err = send(self, "POST", "/keepAlive", nil, OK)
   M.log_keep_alive(self.client.log, self.id, err)
@@ -216,6 +224,8 @@ end
 
 --- Play prompts (service-hosted media). opts: `prompts` (list of {uri, resource_id}, or
 -- graphcall.prompts{...}), `loop` (boolean), `client_context`. Returns an operation.
+---@param opts table options (see above)
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:play_prompt(opts)
   opts = check("call:play_prompt", opts, { prompts = true, client_context = true, loop = true })
   return start(self, "playPrompt", { prompts = media_prompts("call:play_prompt", opts.prompts, 20),
@@ -227,6 +237,8 @@ end
 -- `max_silence_timeout`, `max_record_duration` (seconds, 1..120), `play_beep`, `stop_tones`,
 -- `client_context`. Returns an operation; when it completes, `op.data.recordingLocation` and
 -- `op.data.recordingAccessToken` say where to GET the recording (`op.recording_location`, ...).
+---@param opts table options (see above)
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:record_response(opts)
   local name = "call:record_response"
   opts = check(name, opts, { prompts = true, barge_in_allowed = true, initial_silence_timeout = true,
@@ -271,6 +283,8 @@ for _, v in pairs(TONES) do TONE_NAMES[v] = true end
 
 --- Send DTMF tones. opts: `tones` (a list of "tone0".."tone9", "star", "pound", "a".."d", "flash",
 -- or a string of keys such as "123#"), `delay_between_tones_ms`, `client_context`. Returns an operation.
+---@param opts table options (see above)
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:send_dtmf_tones(opts)
   local name = "call:send_dtmf_tones"
   opts = check(name, opts, { tones = true, delay_between_tones_ms = true, client_context = true })
@@ -294,6 +308,8 @@ end
 local ROLES = { viewer = true, sharer = true }
 
 --- Become the screen-sharing viewer or sharer: opts `role` = "viewer" | "sharer". Returns true or nil, err.
+---@param opts table options (see above)
+---@return true|nil, table? # true, or nil, err
 function C:change_screen_sharing_role(opts)
   opts = check("call:change_screen_sharing_role", opts, { role = true })
   if not ROLES[opts.role] then raise("call:change_screen_sharing_role", "role must be viewer or sharer") end
@@ -304,6 +320,8 @@ end
 -- transfer, `endpoint_type`), `language_id`, `region` (of the target), `transferee` (an
 -- identity, group calls only), `transferee_participant_id`, `client_context` (not generated).
 -- Returns true or nil, err; the outcome arrives as states transferring, transferAccepted, terminated.
+---@param opts table options (see above)
+---@return true|nil, table? # true, or nil, err
 function C:transfer(opts)
   local name = "call:transfer"
   opts = check(name, opts, { target = true, transferee = true, transferee_participant_id = true,
@@ -325,6 +343,8 @@ end
 --- Invite participants (group calls). opts: `participants` (1 to 5 identities; `replaces_call_id`
 -- moves one from a peer-to-peer call, `participant_id` names its participant there), `client_context`.
 -- Returns an operation.
+---@param opts table options (see above)
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:invite(opts)
   opts = check("call:invite", opts, { participants = true, client_context = true })
   local p = parts("call:invite", self, { targets = opts.participants })
@@ -335,6 +355,7 @@ end
 
 --- The participants of the call: `GET .../participants`. Returns the list of participant
 -- objects (also `call.roster`), or nil, err.
+---@return graphcall.Participant[]|nil, table? # the list, or nil, err
 function C:participants()
   local doc, err = send(self, "GET", "/participants", nil, OK, true)
   if not doc then return nil, err end
@@ -347,6 +368,8 @@ local function id_of(name, key, v)
 end
 
 --- One participant: `GET .../participants/{id}`. Returns a participant object, or nil, err.
+---@param id string the participant's id
+---@return graphcall.Participant|nil, table? # or nil, err
 function C:participant(id)
   local doc, err = send(self, "GET", "/participants/" .. id_of("call:participant", "id", id), nil, OK, true)
   if not doc then return nil, err end
@@ -355,6 +378,8 @@ end
 
 --- Mute everyone (beta): opts `participants` (participant ids; default all), `client_context`.
 -- Returns an operation.
+---@param opts table? see above
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:mute_all(opts)
   opts = check("call:mute_all", opts, { participants = true, client_context = true })
   return start(self, "participants/muteAll", { participants = strings("call:mute_all", "participants",
@@ -400,6 +425,8 @@ end
 --- Configure the audio mixer (beta): opts `participant_mixer_levels` (a list of { participant,
 -- exclusive?, ducking? { ramp_active, ramp_inactive, lower_level, upper_level }, source_levels?
 -- { { participant, level, duck_others } } }), `client_context`. Returns an operation.
+---@param opts table options (see above)
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:configure_mixer(opts)
   local name = "call:configure_mixer"
   opts = check(name, opts, { participant_mixer_levels = true, client_context = true })
@@ -415,6 +442,8 @@ local RECORDING = { recording = "recording", not_recording = "notRecording", fai
 
 --- Tell Graph whether the bot records (required before keeping any media).
 -- opts: `status` "recording" | "not_recording" | "failed", `client_context`. Returns an operation.
+---@param opts table options (see above)
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:update_recording_status(opts)
   opts = check("call:update_recording_status", opts, { status = true, client_context = true })
   local status = RECORDING[opts.status]
@@ -427,6 +456,9 @@ end
 
 --- Read a commsOperation: `GET .../operations/{id}`. Returns an operation object (`op`, updated,
 -- when given), or nil, err.
+---@param id string the operation's id
+---@param op graphcall.Operation? the operation object to update
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function C:get_operation(id, op)
   local data, err = send(self, "GET", "/operations/" .. id_of("call:get_operation", "id", id), nil, OK, true)
   if not data then return nil, err end
@@ -452,6 +484,8 @@ end
 
 --- Create an audio routing group: opts `routing_mode` ("one_to_one" | "multicast"), `sources` and
 -- `receivers` (participant ids), `id`?. Returns Graph's audioRoutingGroup (201), or nil, err.
+---@param opts table options (see above)
+---@return table|nil, table? # the audioRoutingGroup, or nil, err
 function C:create_audio_routing_group(opts)
   local name = "call:create_audio_routing_group"
   opts = check(name, opts, { id = true, routing_mode = true, sources = true, receivers = true })
@@ -459,6 +493,7 @@ function C:create_audio_routing_group(opts)
 end
 
 --- The audio routing groups: `GET .../audioRoutingGroups`. Returns the list, or nil, err.
+---@return table[]|nil, table? # the groups, or nil, err
 function C:audio_routing_groups()
   local doc, err = send(self, "GET", "/audioRoutingGroups", nil, OK, true)
   if not doc then return nil, err end
@@ -466,6 +501,9 @@ function C:audio_routing_groups()
 end
 
 --- Change an audio routing group (`PATCH`): opts as for create, all optional. Returns the group.
+---@param id string the group's id
+---@param opts table options (see above)
+---@return table|nil, table? # the group, or nil, err
 function C:update_audio_routing_group(id, opts)
   local name = "call:update_audio_routing_group"
   opts = check(name, opts, { routing_mode = true, sources = true, receivers = true })
@@ -474,12 +512,15 @@ function C:update_audio_routing_group(id, opts)
 end
 
 --- Delete an audio routing group (204). Returns true, or nil, err.
+---@param id string the group's id
+---@return true|nil, table? # true, or nil, err
 function C:delete_audio_routing_group(id)
   return send(self, "DELETE", "/audioRoutingGroups/" .. id_of("call:delete_audio_routing_group", "id", id), nil,
     NO_CONTENT)
 end
 
 --- The content sharing sessions of the call (`GET .../contentSharingSessions`): the list, or nil, err.
+---@return table[]|nil, table? # the sessions, or nil, err
 function C:content_sharing_sessions()
   local doc, err = send(self, "GET", "/contentSharingSessions", nil, OK, true)
   if not doc then return nil, err end
@@ -487,6 +528,8 @@ function C:content_sharing_sessions()
 end
 
 --- One content sharing session: `GET .../contentSharingSessions/{id}`. Returns it, or nil, err.
+---@param id string the session's id
+---@return table|nil, table? # the session, or nil, err
 function C:content_sharing_session(id)
   return send(self, "GET", "/contentSharingSessions/" .. id_of("call:content_sharing_session", "id", id), nil,
     OK, true)
@@ -512,12 +555,15 @@ end
 P.mute = participant_context_only("mute", "mute", "muteParticipant")
 
 --- Remove this participant from the call: `DELETE .../participants/{id}` (204). Returns true, or nil, err.
+---@return true|nil, table? # true, or nil, err
 function P:remove()
   return send(self.call, "DELETE", participant_path(self), nil, NO_CONTENT)
 end
 
 --- Put this participant on hold with music: opts `custom_prompt` ({ uri, resource_id? }; Graph's
 -- music by default), `client_context`. Returns an operation.
+---@param opts table? see above
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function P:start_hold_music(opts)
   local name = "participant:start_hold_music"
   opts = check(name, opts, { custom_prompt = true, client_context = true })
@@ -530,6 +576,7 @@ end
 P.stop_hold_music = participant_context_only("stop_hold_music", "stopHoldMusic", "stopHoldMusic")
 
 --- Read this participant again (`GET .../participants/{id}`): the updated participant, or nil, err.
+---@return graphcall.Participant|nil, table? # or nil, err
 function P:get()
   return self.call:participant(self.id)
 end

@@ -5,6 +5,10 @@
 local M = {}
 
 --- Add `fn` to `handlers[event]`; `who` names the method in errors.
+---@param handlers table<string, function[]> the handlers by event
+---@param event string the event's name
+---@param fn function
+---@param who string the method, for the error
 function M.on(handlers, event, fn, who)
   if type(event) ~= "string" or type(fn) ~= "function" then
     error(("graphcall: %s(event, fn) expects a string and a function"):format(who), 3)
@@ -15,6 +19,10 @@ function M.on(handlers, event, fn, who)
 end
 
 --- Run the handlers of `event` with the arguments.
+---@param loop graphcall.Loop
+---@param handlers table<string, function[]> the handlers by event
+---@param event string the event's name
+---@param ... any the handlers' arguments
 function M.emit(loop, handlers, event, ...)
   local list = handlers[event]
   if not list then return end -- most events have no handler: no table made

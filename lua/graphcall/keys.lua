@@ -17,6 +17,8 @@ Keys.__index = Keys
 
 --- `opts`: `{ loop, verifier, openid_url?, keys? (JWKS JSON, pinned), key_ttl, min_refresh_interval,
 -- log? (a graphcall.log logger; default the loop's) }`
+---@param opts table loop, openid_url, keys, key_ttl, min_refresh_interval, verifier, log
+---@return graphcall.Keys
 function M.new(opts)
   local self = setmetatable({
     loop = opts.loop, log = opts.log or opts.loop.log, verifier = opts.verifier, openid_url = opts.openid_url,
@@ -34,12 +36,14 @@ function M.new(opts)
 end
 
 --- Are there keys to verify with now?
+---@return boolean
 function Keys:usable()
   if self.pinned then return true end -- pinned keys never expire: no clock read per notification
   return self.expires_at ~= nil and self.loop.clock() < self.expires_at
 end
 
 --- May a fetch start now (rate limit)?
+---@return boolean
 function Keys:may_fetch()
   if self.pinned or self.fetching or not self.openid_url then return false end
   return self.last_attempt == nil or self.loop.clock() - self.last_attempt >= self.min_refresh_interval
@@ -56,7 +60,7 @@ local function get(self, url, done)
   end, self.log)
 end
 
--- Fetch the OpenID configuration, then its JWKS; call every waiter when done.
+--- Fetch the OpenID configuration, then its JWKS; call every waiter when done.
 function Keys:fetch()
   self.fetching = true
   self.last_attempt = self.loop.clock()
@@ -94,6 +98,8 @@ end
 
 --- Run `fn` once keys are (re)fetched, starting a fetch if one may start.
 -- Returns false when no fetch is running or allowed (fn is not queued).
+---@param fn function runs once the fetch ended
+---@return boolean # false when no fetch may start (fn will not run)
 function Keys:after_refresh(fn)
   if not self.fetching and not self:may_fetch() then return false end
   self.waiters[#self.waiters + 1] = fn

@@ -110,6 +110,8 @@ end
 -- `on_error` hook (or when it fails too), the error is logged (level
 -- "error", event "handler_error": stderr by default) and kept in
 -- `loop.errors`.
+---@param err any the error
+---@param traceback string? its traceback
 function Loop:report(err, traceback)
   if self.on_error then
     local ok = pcall(self.on_error, err, traceback)
@@ -122,6 +124,9 @@ function Loop:report(err, traceback)
 end
 
 --- Run fn(...) under xpcall; errors go to the hook. Returns ok, results...
+---@param fn function
+---@param ... any fn's arguments
+---@return boolean, any ... # ok, then fn's results or the error
 function Loop:protect(fn, ...)
   return xpcall(fn, self.on_callback_error, ...)
 end
@@ -153,6 +158,8 @@ end
 
 --- Serve `server`; `handler(request)` runs for each complete request and
 -- must answer it (`server:respond`). A handler error answers 500.
+---@param server graphcall.server the C server (graphcall.core userdata)
+---@param handler fun(req: table) runs for each complete request
 function Loop:add_server(server, handler)
   local entry = { server = server }
   local function run(req)
@@ -183,6 +190,8 @@ function Loop:add_server(server, handler)
   self.servers[#self.servers + 1] = entry
 end
 
+--- Stop serving `server` (a handler may remove its own server).
+---@param server graphcall.server the C server (graphcall.core userdata)
 function Loop:remove_server(server)
   for i, s in ipairs(self.servers) do
     if s.server == server then
@@ -200,6 +209,7 @@ end
 -- coroutine; an error inside goes to the error hook.
 ---@param fn function
 ---@return thread
+---@param ... any fn's arguments
 function Loop:spawn(fn, ...)
   if type(fn) ~= "function" then error("graphcall.loop.spawn: expected a function", 2) end
   local co = coroutine.create(function(...)
@@ -217,6 +227,8 @@ end
 -- task and `cb(results...)` gets them, and nothing waits.
 ---@param cb function|nil
 ---@param fn function
+---@param ... any fn's arguments
+---@return any ... # fn's results (without cb), or what the coroutine's start returns
 function Loop:async(cb, fn, ...)
   if cb == nil then return fn(...) end
   if type(cb) ~= "function" then error("graphcall: the callback must be a function", 3) end
@@ -255,6 +267,7 @@ function Loop:watch(fd, events, fn)
 end
 
 --- Change what the watch waits for.
+---@param events string "r", "w" or "rw"
 function Watch:set(events)
   if self.cancelled then error("graphcall.watch.set: the watch is cancelled", 2) end
   if events == self.events then return end
@@ -382,12 +395,15 @@ function Loop:cancel_timer(t)
   return true
 end
 
+--- Make the outermost `run_until` return.
 function Loop:stop()
   self.stopped = true
 end
 
--- How long the next wait may last, in ms: up to `limit` seconds, less when a
+--- How long the next wait may last, in ms: up to `limit` seconds, less when a
 -- timer, a server's own timer, libcurl's, or a parked wait is due sooner.
+---@param limit number seconds at most
+---@return integer # milliseconds
 function Loop:wait_ms(limit)
   local now, wait = self.clock(), limit
   local first = self.heap[1]
@@ -454,6 +470,9 @@ function Loop:step(timeout)
   return did
 end
 
+--- One wait and what became due: transfers, servers, timers, watches, parked waits.
+---@param timeout number? seconds (default 0)
+---@return boolean # true when something happened
 function Loop:step_once(timeout)
   local results, ready = self.http:wait(self:wait_ms(timeout or 0))
   local did = #results > 0 or #ready > 0
@@ -500,6 +519,7 @@ end
 -- pass. Returns true when `done()` became true (or stop() was called).
 ---@param done? fun(): boolean
 ---@param timeout? number
+---@return boolean # false on the timeout
 function Loop:run_until(done, timeout)
   local deadline = timeout and self.clock() + timeout
   self.stopped = false
@@ -517,6 +537,9 @@ end
 -- run_until it does not stop for `stop()` (which is meant for the
 -- outermost run) and leaves the stop request in place for it. Every wait
 -- has a deadline: `timeout` is required.
+---@param done fun(): boolean
+---@param timeout number seconds (required)
+---@return boolean # false on the timeout
 function Loop:wait(done, timeout)
   if type(timeout) ~= "number" or timeout ~= timeout then
     error("graphcall.loop.wait: timeout must be a number of seconds (every wait has a deadline)", 2)

@@ -20,6 +20,8 @@ Operation.__name = "graphcall.operation"
 
 --- Operation ids as Graph writes them in URLs and bodies (upper-case without
 -- dashes, or dashed) compare equal under this key.
+---@param id string an operation id, with or without dashes, any case
+---@return string|nil
 function M.key(id)
   return type(id) == "string" and id:lower():gsub("-", "") or nil
 end
@@ -46,6 +48,11 @@ M.table_of = table_of
 
 --- A commsOperation returned by an action on `call`; its completion arrives
 -- later as a notification unless Graph answered it completed or failed.
+---@param call graphcall.Call
+---@param kind string the operation's kind (playPrompt, ...)
+---@param data table the commsOperation, decoded
+---@param client_context string? the clientContext sent
+---@return graphcall.Operation
 function M.new(call, kind, data, client_context)
   local op = setmetatable({
     call = call, kind = kind, id = data.id, status = lower_first(data.status) or "running",
@@ -68,10 +75,16 @@ function M.new(call, kind, data, client_context)
   return op
 end
 
+--- True once the operation completed or failed.
+---@return boolean
 function Operation:done()
   return self.status == "completed" or self.status == "failed"
 end
 
+--- Apply a new status (and resultInfo, fields); the done handlers run when it ends.
+---@param status string the operation's status
+---@param result_info table? Graph's resultInfo {code, subcode, message}
+---@param data table? more fields of the commsOperation
 function Operation:update(status, result_info, data)
   if self:done() then return end
   self.status = lower_first(status) or self.status
@@ -85,6 +98,8 @@ function Operation:update(status, result_info, data)
 end
 
 --- `fn(operation)` when it completes or fails.
+---@param fn fun(op: graphcall.Operation)
+---@return graphcall.Operation
 function Operation:on_done(fn)
   events.on(self.handlers, "done", fn, "operation:on_done")
   return self
@@ -92,6 +107,8 @@ end
 
 --- Run the loop until the operation completes (true) or fails (nil, err
 -- kind "operation_failed" with result_info), up to `timeout` seconds.
+---@param timeout number? seconds
+---@return boolean|nil, table? # true once completed; nil, err when it failed or timed out
 function Operation:wait(timeout)
   if not self.call.client.loop:wait(function() return self:done() or self.call.state == "terminated" end,
     timeout or 60) then
@@ -104,6 +121,7 @@ end
 
 --- Read the operation again: `GET .../calls/{id}/operations/{op_id}`. Updates
 -- and returns the operation, or nil, err.
+---@return graphcall.Operation|nil, table? # the operation, or nil, err
 function Operation:get()
   return self.call:get_operation(self.id, self)
 end

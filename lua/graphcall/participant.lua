@@ -36,6 +36,9 @@ function Participant:__tostring()
 end
 
 --- Make the participant resource `data` (a table, kept) a participant object of `call`.
+---@param call graphcall.Call
+---@param data table the participant resource
+---@return graphcall.Participant
 function M.adopt(call, data)
   if type(data) ~= "table" then return data end
   owners[data] = call

@@ -60,6 +60,9 @@ local function refused(self, req, status, reason)
   end
 end
 
+--- Answer 401 (and count it).
+---@param req table the server's request
+---@param reason string why (in the 401's message)
 function Receiver:refuse(req, reason)
   if self.closed then return end
   self.unauthorized = self.unauthorized + 1
@@ -68,8 +71,11 @@ function Receiver:refuse(req, reason)
     { ["content-type"] = "application/json", ["www-authenticate"] = "Bearer" })
 end
 
--- Verify req.token, refreshing the keys once when they are missing or the
+--- Verify req.token, refreshing the keys once when they are missing or the
 -- kid is unknown (the request waits, suspended, meanwhile).
+---@param req table the server's request (with its token)
+---@param refreshed boolean? the keys were just refreshed
+---@return nil # (returns only to end the handler early)
 function Receiver:verify(req, refreshed)
   if not self.keys:usable() then
     if not refreshed and self.keys:after_refresh(function() self:verify(req, true) end) then return end
@@ -86,6 +92,9 @@ function Receiver:verify(req, refreshed)
   self:accept(req)
 end
 
+--- A request on the receiver's path: verified (unless verify = false), then accepted.
+---@param req table the server's request
+---@return nil # (returns only to end the handler early)
 function Receiver:handle(req)
   if not self.verifier then return self:accept(req) end
   -- the C server sets req.token only for "Authorization: Bearer <token>",
@@ -101,6 +110,8 @@ local function deliver(self, batch, req)
   if self.handler then self.handler(batch, req) end
 end
 
+--- Parse the body; hand a valid batch to the handler and answer 202 (400 or 500 otherwise).
+---@param req table the server's request
 function Receiver:accept(req)
   local batch, err = core.parse_notifications(req.body, self.max_body)
   if not batch then
@@ -126,6 +137,10 @@ function Receiver:accept(req)
 end
 
 --- Create a receiver served by `loop`. Use `client:receiver(opts)`.
+---@param loop graphcall.Loop
+---@param opts table? see DEFAULTS
+---@param client graphcall.Client
+---@return graphcall.Receiver|nil, table? # or nil, err
 function M.new(loop, opts, client)
   opts = graphcall_loop.check_options("graphcall.receiver", opts, M.DEFAULTS)
   if opts.handler and type(opts.handler) ~= "function" then
@@ -175,12 +190,14 @@ function M.new(loop, opts, client)
 end
 
 --- The port the receiver listens on.
+---@return integer
 function Receiver:port()
   return self.server:port()
 end
 
 --- The receiver's own URL, e.g. "http://127.0.0.1:40123/api/calls" (the
 -- callbackUri to use with the local emulator).
+---@return string
 function Receiver:url()
   return ("%s://%s:%d%s"):format(self.tls and "https" or "http", self.host, self.server:port(), self.path)
 end

@@ -302,6 +302,7 @@ end
 -- yields to the loop). Returns the reply (false for nil), or nil, err.
 ---@param args (string|number)[]
 ---@param timeout? number
+---@return any, table? # the reply, or nil, err
 function Conn:call(args, timeout)
   local finished, reply, err = false, nil, nil
   local ok, e = self:command(args, function(a, b) finished, reply, err = true, a, b end, timeout)
@@ -316,6 +317,8 @@ end
 
 --- Wait until the connection is up: true, or nil, err (`timeout` seconds,
 -- default connect_timeout).
+---@param timeout number seconds
+---@return true|nil, table? # true once up, or nil, err
 function Conn:wait_up(timeout)
   timeout = timeout or self.connect_timeout
   if self.loop:wait(function() return self.state == "up" or self.closed end, timeout) and not self.closed then
@@ -328,11 +331,13 @@ end
 --- "connecting" (the first connect, commands wait for it), "up", "down"
 -- (also while reconnecting: commands fail fast) or "closed", and the last
 -- connection error.
+---@return string, table? # the state ("up", "down", ...) and the last error
 function Conn:status()
   return self.state, self.last_err
 end
 
 --- Commands sent or queued that have not finished.
+---@return integer
 function Conn:pending()
   return self.count
 end
@@ -356,6 +361,7 @@ end
 ---@param args? (string|number)[]
 ---@param callback fun(reply: any, err: table|nil)
 ---@param timeout? number seconds (default: the connection's timeout)
+---@return any # what conn:command returns
 function Script:eval(keys, args, callback, timeout)
   keys, args = keys or {}, args or {}
   local cmd = { "EVALSHA", self.sha, #keys }
@@ -373,6 +379,10 @@ function Script:eval(keys, args, callback, timeout)
 end
 
 --- Run the script and wait: reply, or nil, err.
+---@param keys string[] KEYS
+---@param args string[] ARGV
+---@param timeout number? seconds
+---@return any, table? # the reply, or nil, err
 function Script:call(keys, args, timeout)
   local finished, reply, err = false, nil, nil
   local ok, e = self:eval(keys, args, function(a, b) finished, reply, err = true, a, b end, timeout)

@@ -24,6 +24,7 @@ end
 
 --- A token source for a client.
 ---@param opts {token?: string|function, client_secret?: string, tenant?: string, app_id: string, login_url: string}
+---@return graphcall.TokenSource
 function M.new(opts)
   local secret = opts.client_secret
   local self = setmetatable({
@@ -43,6 +44,7 @@ function M.new(opts)
 end
 
 --- Whether a 401 from Graph is worth one refresh and one retry.
+---@return boolean
 function Source:refreshable()
   return self.form ~= nil or self.fn ~= nil
 end
@@ -52,8 +54,11 @@ function Source:invalidate()
   self.cached, self.expires_at = nil, 0
 end
 
--- POST the client-credentials form to the v2 token endpoint (traced on
+--- POST the client-credentials form to the v2 token endpoint (traced on
 -- `lg` with the secret and the token redacted).
+---@param loop graphcall.Loop
+---@param lg graphcall.Logger the logger
+---@return string|nil, table? # the token, or nil, err
 function Source:fetch(loop, lg)
   local url = ("%s/%s/oauth2/v2.0/token"):format(self.login_url, self.tenant)
   local result
@@ -113,6 +118,9 @@ function Source:acquire(loop, lg)
 end
 
 --- The token for the next request: `token | nil, err` (err.kind "auth").
+---@param loop graphcall.Loop
+---@param client graphcall.Client? the client asking (for errors)
+---@return string|nil, table? # the token, or nil, err
 function Source:get(loop, client)
   if self.static then return self.static end
   if self.fn then

@@ -49,6 +49,7 @@ local GATEWAY = { [502] = true, [503] = true, [504] = true }
 ---@param r table result from `graphcall.http:poll`
 ---@param req table the request (`create` marks a create-call)
 ---@param expected table set of acceptable statuses
+---@return table|nil # the error, or nil when the status is expected
 function M.check(r, req, expected)
   local err
   if r.failure then
@@ -94,6 +95,9 @@ end
 
 --- Decode a JSON response body, or return a bad_response error keeping at
 -- most 1 KB of it.
+---@param r table the transfer's result {status, headers, body, failure, ...}
+---@param req table the request it answers
+---@return table|nil, table? # the JSON object, or nil, err
 function M.decode(r, req)
   local doc, msg = cjson.decode(r.body)
   if type(doc) ~= "table" then return not_an_object(r, req, msg) end
@@ -103,6 +107,10 @@ end
 --- Check that a response body is a JSON object and read only its top-level
 -- string members `...` (a table of those present), or return the error of
 -- `decode`. The rest of the body stays text, for whoever needs it later.
+---@param r table the transfer's result {status, headers, body, failure, ...}
+---@param req table the request it answers
+---@param ... string the fields to read
+---@return table|nil, table? # the fields, or nil, err
 function M.decode_fields(r, req, ...)
   local fields = core.json_fields(r.body, ...)
   if fields then return fields end
@@ -123,6 +131,11 @@ M.READ_HEADERS = { "location", "request-id", "retry-after" }
 
 --- Submit `req` on `loop`; `done(result)` runs when it finishes. `lg`: the
 -- logger that traces it, if its trace is on.
+---@param loop graphcall.Loop
+---@param req table the request
+---@param done fun(result: table)
+---@param lg? graphcall.Logger
+---@return integer # the transfer id
 function M.submit(loop, req, done, lg)
   return loop:request({
     method = req.method, url = req.url, headers = req.headers, body = req.body, create = req.create,
@@ -134,6 +147,11 @@ end
 -- Retry-After header when it is usable (delta-seconds, or an HTTP date;
 -- a past date is 0), capped at `max_wait`; otherwise exponential backoff
 -- from 1 s with jitter, capped too. `now` is the wall clock (os.time()).
+---@param header string? the Retry-After header
+---@param attempt integer the attempt that failed (0 first)
+---@param max_wait number seconds at most
+---@param now number? the time (for an HTTP-date; default os.time())
+---@return number # seconds
 function M.retry_delay(header, attempt, max_wait, now)
   if type(header) == "string" then
     local v = header:match("^%s*(%d+)%s*$")
@@ -172,6 +190,8 @@ end
 -- token fetch bounded by the loop's request timeout, every wait before a
 -- retry by `max_retry_wait`. A wait for a request ends by then whatever
 -- happens to its callbacks.
+---@param ctx table the sending context (client settings, token source)
+---@return number # seconds
 function M.deadline(ctx)
   local attempts = ctx.max_retries + 1
   return attempts * 2 * ctx.loop.request_timeout + ctx.max_retries * ctx.max_retry_wait + 1
@@ -213,6 +233,10 @@ end
 -- `on_throttle(seconds)` hears of every 429. Every attempt carries the same
 -- client-request-id, and retries a `Retry-Attempt` header. The first
 -- attempt runs in the caller's frame, so its errors raise there.
+---@param ctx table the sending context (client settings, token source)
+---@param req table {method, url, headers, body, create}
+---@param done fun(result: table?, req_or_err: table) runs once
+---@return any # what loop:async returns
 function M.send_async(ctx, req, done)
   local loop = ctx.loop
   local lg = ctx.log or loop.log
@@ -292,6 +316,9 @@ end
 -- An error a retry raised is raised here, in the caller's frame; a request
 -- with no outcome by `M.deadline` is a timeout (an unknown outcome for a
 -- create request).
+---@param ctx table the sending context (client settings, token source)
+---@param req table {method, url, headers, body, create}
+---@return table|nil, table # the result and the request, or nil, err
 function M.send(ctx, req)
   local first, second, finished
   M.send_async(ctx, req, function(a, b) first, second, finished = a, b, true end)

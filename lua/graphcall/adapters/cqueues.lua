@@ -18,8 +18,14 @@ local M = {}
 local Adapter = {}
 Adapter.__index = Adapter
 
+--- cqueues' polling protocol: the descriptor to wait on (the loop's).
+---@return integer
 function Adapter:pollfd() return self.loop:fd() end
+--- cqueues' polling protocol: wait for it to be readable.
+---@return string
 function Adapter.events() return "r" end
+--- cqueues' polling protocol: seconds until the loop has a timer due.
+---@return number|nil
 function Adapter:timeout() return self.loop:timeout() end
 
 --- Attach `loop` (default: graphcall's default loop) to the controller `cq`.

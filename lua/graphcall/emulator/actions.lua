@@ -21,10 +21,18 @@ local OPERATION_TYPES = {
 }
 M.OPERATION_TYPES = OPERATION_TYPES
 
--- Answer `answer` (200 unless given) with a new operation (and a Location to
+--- Answer `answer` (200 unless given) with a new operation (and a Location to
 -- it), record it in emu.operations; returns it. `extra` adds to (or
 -- overrides) the body. The operation's @odata.context names the version the
 -- request came by.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param kind string the operation's kind (playPrompt, ...)
+---@param body table the request's JSON body, decoded
+---@param status string the operation's status (running, completed, ...)
+---@param extra table? more fields for the resource
+---@param answer integer? the HTTP status (default 200)
+---@return table # the operation
 function Emulator:operation(req, call, kind, body, status, extra, answer)
   local id = core.uuid()
   local record = { call_id = call.id, kind = kind, id = id, status = status, client_context = body.clientContext }
@@ -39,8 +47,12 @@ function Emulator:operation(req, call, kind, body, status, extra, answer)
   return op
 end
 
--- The operation's final notification: `deleted` on
+--- The operation's final notification: `deleted` on
 -- /communications/calls/{id}/operations/{OPID}, with the dashed id in the body.
+---@param op table the operation (its record, type, call, timer)
+---@param status string "completed" or "failed"
+---@param info table? resultInfo {code, subcode, message}
+---@param extra table? more fields for the resource
 function Emulator:complete(op, status, info, extra)
   op.record.status = status
   local data = { ["@odata.type"] = "#microsoft.graph." .. op.type, id = op.record.id, status = status,
@@ -51,8 +63,9 @@ function Emulator:complete(op, status, info, extra)
   self:notify(op.call, "deleted", data, "/operations/" .. (op.record.id:gsub("-", "")):upper())
 end
 
--- playPrompt and recordResponse run one after the other (Graph queues
+--- playPrompt and recordResponse run one after the other (Graph queues
 -- them); each takes operation_delay, then op.finish() completes it.
+---@param call table the emulator's call
 function Emulator:start_media(call)
   local op = call.media_queue[1]
   if not op then return end
@@ -63,13 +76,17 @@ function Emulator:start_media(call)
   end)
 end
 
+--- Queue a media operation on the call (it starts when it is first).
+---@param call table the emulator's call
+---@param op table the operation (its record, type, call, timer)
 function Emulator:enqueue_media(call, op)
   call.media_queue[#call.media_queue + 1] = op
   if #call.media_queue == 1 then self:start_media(call) end
 end
 
--- cancelMediaProcessing (and a recordResponse barging in): every queued or
+--- cancelMediaProcessing (and a recordResponse barging in): every queued or
 -- running media operation fails with 400/8508, in order.
+---@param call table the emulator's call
 function Emulator:cancel_media(call)
   local queue = call.media_queue
   call.media_queue = {}
@@ -80,7 +97,10 @@ function Emulator:cancel_media(call)
   end
 end
 
--- An operation Graph finishes later, outside the media queue (invite).
+--- An operation Graph finishes later, outside the media queue (invite).
+---@param call table the emulator's call
+---@param op table the operation (its record, type, call, timer)
+---@param fn function
 function Emulator:later(call, op, fn)
   call.later = call.later or {}
   call.later[op.record.id] = op
@@ -97,7 +117,9 @@ local function silence_wav()
     "data", #data) .. data
 end
 
--- GET {recordingLocation} with `Authorization: Bearer {recordingAccessToken}`.
+--- GET {recordingLocation} with `Authorization: Bearer {recordingAccessToken}`.
+---@param req table the server's request (path, method, headers, body)
+---@return nil # (returns only to end the handler early)
 function Emulator:recording(req)
   local id = req.path:match("^/recordings/([%w%-]+)$")
   local rec = id and self.recordings[id]
@@ -166,13 +188,23 @@ local function service_hosted(call)
   return m.blob == nil
 end
 
--- Refuse (400) unless the call is in `state`; true when it is.
+--- Refuse (400) unless the call is in `state`; true when it is.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param state string a call state
+---@param action string the action's name, for the error
+---@return boolean
 function Emulator:in_state(req, call, state, action)
   if call.state == state then return true end
   self:fail(req, 400, "BadRequest", ("%s needs a call in state %s; the call is %s."):format(action, state, call.state))
   return false
 end
 
+--- Refuse (400) unless the call has service-hosted media; true when it has.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param action string the action's name, for the error
+---@return boolean
 function Emulator:service_hosted(req, call, action)
   if service_hosted(call) then return true end
   self:fail(req, 400, "BadRequest", action .. " is supported only for calls with serviceHostedMediaConfig.")
@@ -188,6 +220,12 @@ end
 
 local ACTIONS = {}
 
+--- POST .../answer: an incoming call is answered, then established.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@return nil # (returns only to end the handler early)
 function ACTIONS.answer(self, req, call, body)
   local list = body.acceptedModalities
   if not is_array(list) or #list == 0 then
@@ -221,6 +259,12 @@ end
 
 local REASONS = { none = true, busy = true, forbidden = true }
 
+--- POST .../reject: an incoming call is rejected, then terminated.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@return nil # (returns only to end the handler early)
 function ACTIONS.reject(self, req, call, body)
   if body.reason ~= nil and not (type(body.reason) == "string" and REASONS[body.reason:lower()]) then
     return self:fail(req, 400, "BadRequest", "reason must be one of None, Busy, Forbidden.")
@@ -234,6 +278,12 @@ function ACTIONS.reject(self, req, call, body)
   self:terminate(call, nil, { direction = "incoming" })
 end
 
+--- POST .../redirect: an incoming call goes to other targets, then is terminated.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@return nil # (returns only to end the handler early)
 function ACTIONS.redirect(self, req, call, body)
   local why = check_participants(body.targets, "targets", 1, 25) or check_callback(body)
   if not why and body.timeout ~= nil and not is_integer(body.timeout, 15, 90) then
@@ -256,6 +306,12 @@ ACTIONS.keepAlive = function(self, req, call)
   self:respond(req, 200)
 end
 
+--- POST .../transfer: transferring, then transferAccepted and terminated.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@return nil # (returns only to end the handler early)
 function ACTIONS.transfer(self, req, call, body)
   local target = body.transferTarget
   if type(target) ~= "table" or type(target.identity) ~= "table" or next(target.identity) == nil then
@@ -498,7 +554,11 @@ end
 
 M.me, M.check_context, M.check_prompts = me, check_context, check_prompts
 
--- POST .../{action}: the body (an object, or empty), then the action.
+--- POST .../{action}: the body (an object, or empty), then the action.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param handler fun(emu, req, call, body) the action (one of ACTIONS)
+---@return nil # (returns only to end the handler early)
 function Emulator:action(req, call, handler)
   local body = {}
   if req.body ~= "" then

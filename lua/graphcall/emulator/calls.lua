@@ -31,6 +31,13 @@ local function graph_error(code, message, request_id, client_request_id)
   } } }
 end
 
+--- Answer a request (and record the answer); a fault queued with
+-- `processed` replaces it with 503.
+---@param req table the server's request (path, method, headers, body)
+---@param status integer the HTTP status
+---@param body string? the body
+---@param headers table<string, string>? response headers
+---@param how table? how the C server answers (a fault: drop, truncate, ...)
 function Emulator:respond(req, status, body, headers, how)
   if req.answer_with then
     status, headers, how = req.answer_with, nil, nil
@@ -46,6 +53,11 @@ function Emulator:respond(req, status, body, headers, how)
   self.server:respond(req.id, status, body or "", headers, how)
 end
 
+--- Answer with Graph's error body.
+---@param req table the server's request (path, method, headers, body)
+---@param status integer the HTTP status
+---@param code string Graph's (or the identity platform's) error code
+---@param message string Graph's error message
 function Emulator:fail(req, status, code, message)
   self:respond(req, status, graph_error(code, message, req.request_id, req.headers["client-request-id"]))
 end
@@ -87,8 +99,9 @@ local function notification_body(call, change_type, data, resource)
   }
 end
 
--- Deliver the call's queued notifications one at a time, in order, each
+--- Deliver the call's queued notifications one at a time, in order, each
 -- notify_delay after the previous one was answered.
+---@param call table the emulator's call
 function Emulator:deliver(call)
   local record = call.outbox[1]
   if not record or call.sending then return end
@@ -113,6 +126,10 @@ end
 --- Queue a notification for the call's callbackUri. `resource` (optional)
 -- is the path under the call it is about: "/participants" (data is then
 -- the array of participants) or "/operations/{OPID}".
+---@param call table the emulator's call
+---@param change_type string "created" | "updated" | "deleted"
+---@param data table the notification's resourceData
+---@param resource string? the path under the call the notification is about (default the call)
 function Emulator:notify(call, change_type, data, resource)
   local body = notification_body(call, change_type, data, resource)
   local record = { call_id = call.id, change_type = change_type, state = data.state, body = body,
@@ -133,8 +150,11 @@ local function copy(t)
   return out
 end
 
--- Run fn after `delay` seconds of the loop's clock, unless the emulator is
+--- Run fn after `delay` seconds of the loop's clock, unless the emulator is
 -- closed (or the timer cancelled) before.
+---@param delay number seconds on the loop's clock
+---@param fn function
+---@return table # the timer
 function Emulator:after(delay, fn)
   local t
   t = self.loop:timer(delay, function()
@@ -145,6 +165,8 @@ function Emulator:after(delay, fn)
   return t
 end
 
+--- Cancel a timer made by `after` (nil: nothing).
+---@param t table? the timer (nil: nothing)
 function Emulator:cancel(t)
   if t then
     self.pending[t] = nil
@@ -152,7 +174,9 @@ function Emulator:cancel(t)
   end
 end
 
--- A call the emulator knows: fields given, plus the state every call keeps.
+--- A call the emulator knows: fields given, plus the state every call keeps.
+---@param fields table the call's fields (id, state, direction, callback_uri, ...)
+---@return table # the emulator's call
 function Emulator:new_call(fields)
   local call = { etag = 0, outbox = {}, my_participant_id = core.uuid(), roster = {}, sources = 0,
     chain_id = core.uuid(), groups = {}, sharing = {}, held = {},
@@ -180,6 +204,10 @@ end
 --- Add a participant to a call the emulator knows (as if someone joined):
 -- `identity` an identitySet, `id` optional. Sends the roster update and
 -- returns the participant resource.
+---@param call_id string the call's id
+---@param identity table an identitySet
+---@param id string? the participant's id (default a new one)
+---@return table # the participant resource
 function Emulator:add_participant(call_id, identity, id)
   local call = self:find_call(call_id)
   if not call then error("emulator:add_participant: no such call: " .. tostring(call_id), 2) end
@@ -190,6 +218,8 @@ function Emulator:add_participant(call_id, identity, id)
 end
 
 --- The call with this id, as Graph matches it (case and dashes aside).
+---@param id string the call's id (any case)
+---@return table|nil # the emulator's call
 function Emulator:find_call(id)
   if type(id) ~= "string" then return nil end
   local call = self.calls[id]
@@ -206,6 +236,10 @@ local SERVER_NULLS = { "subject", "ringingTimeoutInSeconds", "resultInfo", "answ
   "transcription", "toneInfo", "mediaState", "terminationReason", "meetingCapability", "incomingContext" }
 local SERVER_ARRAYS = { "callRoutes", "activeModalities", "routingPolicies", "targets" }
 
+--- The call resource as Graph returns it (GET .../calls/{id}).
+---@param call table the emulator's call
+---@param version string? "v1.0" (default) or "beta"
+---@return table
 function Emulator:call_resource(call, version)
   local data = copy(call.data)
   data.state, data.id, data.myParticipantId = call.state, call.id, call.my_participant_id
@@ -229,15 +263,20 @@ function Emulator:call_resource(call, version)
   return data
 end
 
--- GET .../calls/{id}
+--- GET .../calls/{id}
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
 function Emulator:get(req, call)
   self:respond(req, 200, encode(self:call_resource(call, req.version)))
 end
 
--- End the call: it leaves `emu.calls` (later requests get 404 8522), its
+--- End the call: it leaves `emu.calls` (later requests get 404 8522), its
 -- timers stop, and operations still pending are dropped (recorded as
 -- failed, without a notification); then `deleted` with state terminated
 -- and resultInfo (none when nil), plus `extra` fields.
+---@param call table the emulator's call
+---@param info table? resultInfo {code, subcode, message}
+---@param extra table? more fields for the resource
 function Emulator:terminate(call, info, extra)
   self.calls[call.id] = nil
   call.state = "terminated"
@@ -280,6 +319,10 @@ local function validate(body)
   end
 end
 
+--- POST .../calls: validate, answer 201, then establishing and established.
+---@param req table the server's request (path, method, headers, body)
+---@param collection string the calls collection's path
+---@return nil # (returns only to end the handler early)
 function Emulator:create(req, collection)
   local body = cjson.decode(req.body)
   local code, message = validate(body)
@@ -303,6 +346,9 @@ function Emulator:create(req, collection)
   call.state = "established"
 end
 
+--- DELETE .../calls/{id}: 204, then terminating and terminated.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
 function Emulator:delete(req, call)
   self:respond(req, 204)
   self:notify(call, "updated", { state = "terminating" })
@@ -315,6 +361,8 @@ end
 -- opts: `callback_uri` (required), `from` (an identitySet; default a user
 -- "Test User"), `app_id` (the bot's; default the `app_id` option),
 -- `modalities` (default {"audio"}).
+---@param opts table see above
+---@return string # the call's id
 function Emulator:ring(opts)
   opts = graphcall_loop.check_options("emulator:ring", opts,
     { callback_uri = false, from = false, app_id = false, modalities = false })
@@ -360,6 +408,9 @@ local TONES = { ["*"] = "star", ["#"] = "pound", A = "a", B = "b", C = "c", D = 
 -- {sequenceId, tone}. `tone`: "tone0".."tone9", "star", "pound", "a".."d",
 -- "flash", or "0".."9", "*", "#". Returns false (and sends nothing, as Graph
 -- does) when the bot has not called subscribeToTone.
+---@param call_id string the call's id
+---@param tone string "0".."9", "*", "#", "tone0".."tone9", "star", ...
+---@return boolean # false when the bot did not subscribe to tones
 function Emulator:press_tone(call_id, tone)
   local call = self.calls[call_id]
   if not call then error("emulator:press_tone: no such call: " .. tostring(call_id), 2) end
@@ -380,6 +431,7 @@ end
 -- keep_alive_timeout seconds (incoming calls have their own timeout).
 local SWEEP = 60
 
+--- End the calls not kept alive for keep_alive_timeout (408), and sweep again later.
 function Emulator:sweep()
   local now, expired = self.loop.clock(), {}
   for _, call in pairs(self.calls) do

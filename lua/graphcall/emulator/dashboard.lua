@@ -82,7 +82,10 @@ end
 function M.notified(emu, call, data, resource)
   local t = emu.loop.clock() - emu.started_at
   local record = emu.notifications[#emu.notifications]
-  if record then record.t = t end
+  if record then
+    record.t = t
+    if type(data.toneInfo) == "table" then record.tone = data.toneInfo.tone end
+  end
   if resource == nil and type(data.state) == "string" and call.timeline then
     local last = call.timeline[#call.timeline]
     if not last or last.state ~= data.state then
@@ -134,8 +137,8 @@ function M.state(emu)
     end),
     notifications = newest(emu.notifications, M.KEEP, function(n, i)
       return { seq = i, t = n.t, call_id = n.call_id, change_type = n.change_type, state = n.state or cjson.null,
-        resource = n.resource or cjson.null, status = n.status or cjson.null, failure = n.failure or cjson.null,
-        body = clip(n.body) }
+        resource = n.resource or cjson.null, tone = n.tone or cjson.null, status = n.status or cjson.null,
+        failure = n.failure or cjson.null, body = clip(n.body) }
     end),
     operations = newest(emu.operations, M.KEEP, function(o)
       return { call_id = o.call_id, kind = o.kind, id = o.id, status = o.status,
@@ -155,6 +158,10 @@ local FAULTS = { [429] = true, [503] = true, [504] = true }
 -- The controls: each takes the decoded body and returns status, answer.
 local CONTROLS = {}
 
+--- POST /_emulator/ring: an incoming call to the bot. Returns the status and {id}.
+---@param emu graphcall.Emulator
+---@param body table the request's JSON body, decoded
+---@return integer, table|string # the status, and the answer or an error
 function CONTROLS.ring(emu, body)
   local from = body.from
   if from == nil and type(body.caller) == "string" and body.caller ~= "" then
@@ -169,6 +176,10 @@ function CONTROLS.ring(emu, body)
   return 200, { id = id }
 end
 
+--- POST /_emulator/tone: the caller presses a key. Returns the status and {sent}.
+---@param emu graphcall.Emulator
+---@param body table the request's JSON body, decoded
+---@return integer, table|string # the status, and the answer or an error
 function CONTROLS.tone(emu, body)
   if not emu.calls[body.call_id] then return 404, "no such call" end
   local ok, sent = pcall(emu.press_tone, emu, body.call_id, tostring(body.tone or ""))
@@ -185,6 +196,10 @@ CONTROLS["end"] = function(emu, body)
   return 200, { id = call.id }
 end
 
+--- POST /_emulator/fault: the next request fails. Returns the status and {queued}.
+---@param emu graphcall.Emulator
+---@param body table the request's JSON body, decoded
+---@return integer, table|string # the status, and the answer or an error
 function CONTROLS.fault(emu, body)
   local status = tonumber(body.status)
   if status and FAULTS[status] then
@@ -227,6 +242,7 @@ M.PAGE = [==[<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>graphcall emulator</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f4f6fa; }
   header { background: #283149; color: #fff; padding: 10px 18px; display: flex; gap: 16px; align-items: baseline; }
@@ -242,7 +258,8 @@ M.PAGE = [==[<!doctype html>
   code, pre { font: 11px/1.35 ui-monospace, monospace; }
   pre { margin: 2px 0; white-space: pre-wrap; word-break: break-all; max-height: 160px; overflow: auto;
         background: #f7f8fb; padding: 4px; }
-  details summary { cursor: pointer; }
+  details summary { cursor: pointer; white-space: nowrap; }
+  td.t, th, td.actions, td.status { white-space: nowrap; }
   .controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
   .controls input { font: inherit; padding: 3px 6px; min-width: 320px; }
   button { font: inherit; padding: 3px 10px; border: 1px solid #98a2bb; border-radius: 4px; background: #fff;
@@ -340,7 +357,8 @@ function drawTimeline(state) {
       const g = svgEl("g", { class: "segment", "data-call": call.id, "data-state": seg.state });
       g.append(svgEl("rect", { x: x0, y: y, width: w, height: row - 6, rx: 3, fill: COLORS[seg.state] || "#999" }));
       g.append(svgEl("title", {}, seg.state + " at " + secs(seg.t)));
-      g.append(svgEl("text", { x: x0 + 3, y: y + 14, fill: "#fff" }, seg.state));
+      // the state's name where it fits (about 6.5 px a letter); the title has it anyway
+      if (w >= seg.state.length * 6.5 + 6) g.append(svgEl("text", { x: x0 + 3, y: y + 14, fill: "#fff" }, seg.state));
       svg.append(g);
     });
   });
@@ -355,7 +373,7 @@ function drawCalls(state) {
   const t = el("table", {}, el("tr", {}, el("th", {}, "call"), el("th", {}, "direction"), el("th", {}, "state"),
     el("th", {}, "states over time"), el("th", {}, "roster"), el("th", {}, "")));
   for (const call of state.calls.slice().reverse()) {
-    const actions = el("td", {});
+    const actions = el("td", { class: "actions" });
     if (call.active) {
       const tone = el("select", {});
       for (const k of ["1","2","3","4","5","6","7","8","9","0","*","#"]) tone.append(el("option", {}, k));
@@ -400,15 +418,16 @@ function render(state) {
   drawTimeline(state);
   drawCalls(state);
   fill("#requests", state.requests.slice().reverse().map((r) => el("tr", { class: "request" },
-    el("td", {}, r.seq), el("td", {}, secs(r.t)),
+    el("td", {}, r.seq), el("td", { class: "t" }, secs(r.t)),
     el("td", {}, el("code", {}, r.method + " " + r.path), body(r.body)),
-    el("td", { class: statusClass(r.status) }, r.status === null ? "…" : r.status, body(r.response)))));
+    el("td", { class: "status " + statusClass(r.status) }, r.status === null ? "…" : r.status, body(r.response)))));
   fill("#notifications", state.notifications.slice().reverse().map((n) => el("tr", {
       class: "notification", "data-call": n.call_id, "data-state": n.state || "" },
-    el("td", {}, n.seq), el("td", {}, secs(n.t)),
-    el("td", {}, el("code", {}, n.change_type + " " + (n.state || "") + " " + (n.resource || "") + " " + n.call_id),
+    el("td", {}, n.seq), el("td", { class: "t" }, secs(n.t)),
+    el("td", {}, el("code", {}, n.change_type + " " + (n.state || "") + " " + (n.resource || "")
+      + (n.tone ? " tone " + n.tone : "") + " " + n.call_id),
       body(n.body)),
-    el("td", { class: statusClass(n.status) }, n.status !== null ? n.status : (n.failure || "pending")))));
+    el("td", { class: "status " + statusClass(n.status) }, n.status !== null ? n.status : (n.failure || "pending")))));
   fill("#operations", state.operations.slice().reverse().map((o) => el("tr", { class: "operation" },
     el("td", {}, el("code", {}, o.call_id)), el("td", {}, o.kind), el("td", {}, el("code", {}, o.id)),
     el("td", {}, o.status))));

@@ -8,7 +8,10 @@ local JSON, graph_error, split_path = calls.JSON, calls.graph_error, calls.split
 local M = {}
 local Emulator = {}
 
--- A fault queued by fail_next, applied to the next request.
+--- A fault queued by fail_next, applied to the next request.
+---@param req table the server's request (path, method, headers, body)
+---@param fault table the fault: status, retry_after, mode, delay, count, processed, path
+---@return nil # (returns only to end the handler early)
 function Emulator:inject(req, fault)
   if fault.processed then
     -- Graph acts on the request, then a gateway fails the answer
@@ -50,9 +53,11 @@ function Emulator:inject(req, fault)
   error("emulator: unknown fault")
 end
 
--- The first queued fault for this request: a fault with a `path` pattern
+--- The first queued fault for this request: a fault with a `path` pattern
 -- applies to matching paths; one without, to Graph's calls API only (so key
 -- and token fetches in between do not eat it).
+---@param req table the server's request (path, method, headers, body)
+---@return table|nil # the fault, taken off the queue
 function Emulator:take_fault(req)
   for i, f in ipairs(self.faults) do
     if (f.path and req.path:find(f.path)) or (not f.path and split_path(req.path)) then
@@ -68,6 +73,7 @@ end
 -- `{ delay = s }` (then answer normally, or with the other fields); `count` repeats it;
 -- `path` (a Lua pattern) aims it at other paths than Graph's calls API, e.g. "^/v1/keys";
 -- `processed = true` with a status: act on the request (create the call), then answer the status.
+---@param fault table the fault: status, retry_after, mode, delay, count, processed, path
 function Emulator:fail_next(fault)
   if type(fault) ~= "table" then error("emulator:fail_next: expected a fault table", 2) end
   for _ = 1, fault.count or 1 do

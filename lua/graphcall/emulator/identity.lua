@@ -18,6 +18,7 @@ local function new_kid()
 end
 
 --- The process's signing key: `{ signer = jwt_signer, kid = string }`.
+---@return table # {signer, kid}
 function M.shared_key()
   shared_signer = shared_signer or { signer = testing.jwt_signer(), kid = new_kid() }
   return shared_signer
@@ -26,6 +27,8 @@ end
 --- A token like the ones Graph puts on its notifications: RS256, kid,
 -- iss, aud = the bot's app id, tid, a lifetime of 300 s. Reused until a
 -- minute before it expires, as Graph does.
+---@param app_id string the audience (the bot's app id)
+---@return string # a JWT
 function Emulator:notification_token(app_id)
   local now = os.time()
   local cached = self.notify_tokens[app_id or ""]
@@ -38,6 +41,9 @@ end
 
 --- Sign `claims` (a table) with the emulator's key, as Graph would: for
 -- specs that need a token of their own (expired, wrong audience, ...).
+---@param claims table the JWT's claims
+---@param header table? the JWT header (default RS256 with the emulator's kid)
+---@return string # a JWT
 function Emulator:sign_claims(claims, header)
   header = header or {}
   header.kid = header.kid or self.kid
@@ -57,7 +63,11 @@ function Emulator:expire_tokens()
   for _, t in pairs(self.issued) do t.expires_at = -math.huge end
 end
 
--- The identity platform's answers: {"error", "error_description", ...}.
+--- The identity platform's answers: {"error", "error_description", ...}.
+---@param req table the server's request (path, method, headers, body)
+---@param code string Graph's (or the identity platform's) error code
+---@param aadsts integer the AADSTS number
+---@param description string
 function Emulator:auth_fail(req, code, aadsts, description)
   self:respond(req, 400, cjson.encode {
     error = code, error_description = ("AADSTS%d: %s"):format(aadsts, description),
@@ -66,6 +76,9 @@ function Emulator:auth_fail(req, code, aadsts, description)
   })
 end
 
+--- POST /{tenant}/oauth2/v2.0/token: client credentials, like the identity platform.
+---@param req table the server's request (path, method, headers, body)
+---@return nil # (returns only to end the handler early)
 function Emulator:token_endpoint(req)
   local form = {}
   for k, v in req.body:gmatch("([^&=]+)=([^&]*)") do
@@ -92,8 +105,10 @@ function Emulator:token_endpoint(req)
     ext_expires_in = self.token_lifetime, access_token = token })
 end
 
--- Whose token is this? The app id it was issued to, true for the static
+--- Whose token is this? The app id it was issued to, true for the static
 -- token, or nil and why not.
+---@param token string the bearer token
+---@return string|true|nil, string? # the app id (true: the static token), or nil, why
 function Emulator:authenticate(token)
   local issued = self.issued[token]
   if issued then

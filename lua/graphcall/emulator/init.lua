@@ -76,16 +76,28 @@ end
 -- made (`emu.history`) with its states over time, and times on requests
 -- and notifications.
 local new_call, notify = Emulator.new_call, Emulator.notify
+--- A new call, also recorded for the dashboard.
+---@param fields table the call's fields (id, state, direction, callback_uri, ...)
+---@return table # the emulator's call
 function Emulator:new_call(fields)
   local call = new_call(self, fields)
   dashboard.call_created(self, call)
   return call
 end
+--- Queue a notification, also recorded for the dashboard.
+---@param call table the emulator's call
+---@param change_type string "created" | "updated" | "deleted"
+---@param data table the notification's resourceData
+---@param resource string? the path under the call the notification is about (default the call)
 function Emulator:notify(call, change_type, data, resource)
   notify(self, call, change_type, data, resource)
   dashboard.notified(self, call, data, resource)
 end
 
+--- Every request the emulator's server receives: recorded, faulted when a
+-- fault is queued, then routed.
+---@param req table the server's request (path, method, headers, body)
+---@return nil # (returns only to end the handler early)
 function Emulator:handle(req)
   req.request_id = core.uuid()
   -- the dashboard, its controls and the records are not the bot's requests:
@@ -114,6 +126,9 @@ function Emulator:handle(req)
   self:route(req)
 end
 
+--- Route a request: identity platform, recordings, dashboard, or Graph.
+---@param req table the server's request (path, method, headers, body)
+---@return nil # (returns only to end the handler early)
 function Emulator:route(req)
   if req.method == "POST" and req.path:match("^/[^/]+/oauth2/v2%.0/token$") then
     return self:token_endpoint(req)
@@ -129,6 +144,9 @@ function Emulator:route(req)
   self:graph(req)
 end
 
+--- Graph's calls API: the bearer token, then the collection, call and action.
+---@param req table the server's request (path, method, headers, body)
+---@return nil # (returns only to end the handler early)
 function Emulator:graph(req)
   local token = (req.headers.authorization or ""):match("^Bearer (.+)$")
   local who, why = self:authenticate(token or "")
@@ -166,6 +184,7 @@ end
 
 --- Start an emulator. Returns it (`emu.url` is its base URL), or nil, err.
 ---@param opts? table see `DEFAULTS`
+---@return graphcall.Emulator|nil, table? # or nil, err
 function M.start(opts)
   opts = graphcall_loop.check_options("graphcall.emulator.start", opts, M.DEFAULTS)
   local loop = opts.loop or graphcall_loop.default()
@@ -196,6 +215,7 @@ function M.start(opts)
 end
 
 --- True when every notification queued so far has been answered.
+---@return boolean
 function Emulator:idle()
   for _, n in ipairs(self.notifications) do
     if n.status == nil and n.failure == nil then return false end
@@ -218,6 +238,8 @@ Emulator.__close = Emulator.close
 -- (`opts.app_id`, `opts.endpoint`, the token in GRAPHCALL_TOKEN) and its
 -- receiver, verifying notifications with the emulator's keys.
 -- Returns `{ client, receiver, emulator (when in-process), url, ring(), close() }`.
+---@param opts table see above
+---@return table # {client, receiver, emulator, url, ring, close}
 function M.session(opts)
   opts = graphcall_loop.check_options("graphcall.emulator.session", opts,
     { app_id = os.getenv("GRAPHCALL_APP_ID") or "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698", endpoint = "v1.0" })

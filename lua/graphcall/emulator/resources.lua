@@ -33,15 +33,26 @@ end
 -- Participant actions: fn(self, req, call, body, participant).
 local PARTICIPANT = {}
 
--- Mute another participant: completed at once, then the roster update.
+--- Mute another participant: completed at once, then the roster update.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@param p table the participant resource
 function PARTICIPANT.mute(self, req, call, body, p)
   self:operation(req, call, "muteParticipant", body, "completed")
   p.isMuted = true
   self:notify(call, "updated", call.roster, "/participants")
 end
 
--- startHoldMusic: 202 with the operation running; when it completes the
+--- startHoldMusic: 202 with the operation running; when it completes the
 -- participant is held (emu:hold_state says so).
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@param p table the participant resource
+---@return nil # (returns only to end the handler early)
 function PARTICIPANT.startHoldMusic(self, req, call, body, p)
   local prompt = body.customPrompt
   if prompt ~= nil then
@@ -54,7 +65,13 @@ function PARTICIPANT.startHoldMusic(self, req, call, body, p)
   self:later(call, op, function() self:complete(op, "completed") end)
 end
 
--- stopHoldMusic: 202 with the operation running (v1.0 page), then completed.
+--- stopHoldMusic: 202 with the operation running (v1.0 page), then completed.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param body table the request's JSON body, decoded
+---@param p table the participant resource
+---@return nil # (returns only to end the handler early)
 function PARTICIPANT.stopHoldMusic(self, req, call, body, p)
   if not call.held[p.id] then return self:fail(req, 400, "BadRequest", "The participant is not on hold.") end
   local op = self:operation(req, call, "stopHoldMusic", body, "running", nil, 202)
@@ -91,6 +108,11 @@ local function decode(self, req)
   return type(body) == "table" and body or nil
 end
 
+--- GET, POST, PATCH, DELETE of .../audioRoutingGroups[/{id}].
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param gid string? the group's id from the path
+---@return nil # (returns only to end the handler early)
 function Emulator:audio_routing_groups(req, call, gid)
   if not gid then
     if req.method == "GET" then
@@ -136,6 +158,8 @@ end
 --- Start sharing content in a call (as a Teams client would): a
 -- contentSharingSession joins call.sharing and a `created` notification on
 -- `.../contentsharingsessions` goes to the bot. Returns the session id.
+---@param call_id string the call's id
+---@return string # the session's id
 function Emulator:share_content(call_id)
   local call = self:find_call(call_id)
   if not call then error("emulator:share_content: no such call: " .. tostring(call_id), 2) end
@@ -146,6 +170,8 @@ function Emulator:share_content(call_id)
 end
 
 --- Stop a content sharing session: a `deleted` notification follows.
+---@param call_id string the call's id
+---@param session_id string? the session (default all)
 function Emulator:stop_sharing(call_id, session_id)
   local call = self:find_call(call_id)
   local s = call and call.sharing[session_id]
@@ -155,11 +181,19 @@ function Emulator:stop_sharing(call_id, session_id)
 end
 
 --- The hold state of a participant: { prompt = uri | "default" } while held, or nil.
+---@param call_id string the call's id
+---@param participant_id string
+---@return table|nil # the hold, while the participant is held
 function Emulator:hold_state(call_id, participant_id)
   local call = self:find_call(call_id)
   return call and call.held[participant_id] or nil
 end
 
+--- GET .../contentSharingSessions[/{id}].
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param sid string? the session's id from the path
+---@return nil # (returns only to end the handler early)
 function Emulator:content_sharing(req, call, sid)
   if req.method ~= "GET" then return self:fail(req, 405, "BadRequest", "Method not allowed.") end
   local what = ("communications/calls('%s')/contentSharingSessions"):format(call.id)
@@ -174,6 +208,11 @@ function Emulator:content_sharing(req, call, sid)
   self:respond(req, 200, encode(with(s, { ["@odata.context"] = context(self, req, what .. "/$entity") })))
 end
 
+--- GET .../operations/{id}: the operation as it is now.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param opid string the operation's id from the path
+---@return nil # (returns only to end the handler early)
 function Emulator:get_operation(req, call, opid)
   if req.method ~= "GET" then return self:fail(req, 404, "UnknownError", "No route for " .. req.path) end
   local key = opid:lower():gsub("-", "")
@@ -192,6 +231,12 @@ end
 -- Call-level actions that live under /participants/.
 local CALL_ACTIONS = { invite = true, muteAll = true, configureMixer = true }
 
+--- GET or DELETE .../participants/{id}, or an action on the participant.
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param pid string the participant's id from the path
+---@param action string? the action after it (mute, ...)
+---@return nil # (returns only to end the handler early)
 function Emulator:participant_request(req, call, pid, action)
   local p = participant(call, pid)
   if not p then return self:fail(req, 404, "NotFound", "Participant not found.") end
@@ -221,6 +266,11 @@ end
 
 --- Serve `tail` (the path under the call) when it names one of these
 -- resources; true when it did.
+---@param self graphcall.Emulator
+---@param req table the server's request (path, method, headers, body)
+---@param call table the emulator's call
+---@param tail string the path after .../calls/{id}
+---@return boolean # true when it was a resource of the call
 function M.route(self, req, call, tail)
   if tail == "/participants" then
     if req.method ~= "GET" then self:fail(req, 405, "BadRequest", "Method not allowed.") return true end
