@@ -77,7 +77,6 @@ local ACCEPTED, OK, CREATED, NO_CONTENT = { [202] = true }, { [200] = true }, { 
   { [200] = true, [204] = true }
 local OPERATION = { [200] = true, [202] = true }
 
--- Send an action about the call; true, the decoded answer, or nil, err.
 --- Log the outcome of a keepAlive of call `id` (`err` when it failed) on `lg`.
 ---@param lg graphcall.Logger
 ---@param id string
@@ -92,6 +91,7 @@ function M.log_keep_alive(lg, id, err, fleet)
   end
 end
 
+-- Send an action about the call; true, the decoded answer, or nil, err.
 local function send(call, method, suffix, body, expected, decode)
   local result, req = call.client:call_request(call.id, method, suffix, body, expected)
   if not result then return nil, req end

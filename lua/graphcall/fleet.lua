@@ -100,6 +100,9 @@ redis.call('PEXPIRE', KEYS[1], 60000)
 return wait]]
 
 --- Make the fleet member of `client`. Raises on bad options.
+---@param client graphcall.Client
+---@param opts table see `DEFAULTS`
+---@return graphcall.Fleet
 function M.new(client, opts)
   if type(opts) ~= "table" then error("graphcall.new: store: expected an options table", 3) end
   local o = {}
@@ -137,22 +140,28 @@ function M.new(client, opts)
   return self
 end
 
+--- A key of the fleet: the prefix and the parts joined by ":".
+---@param ... string
+---@return string
 function Fleet:key(...)
   return self.prefix .. table.concat({ ... }, ":")
 end
 
 --- The callbackUri with this instance's hint: `?gi=bot-1`.
+---@param uri string|nil
+---@return string|nil
 function Fleet:hinted(uri)
   if type(uri) ~= "string" then return uri end
   local sep = uri:find("?", 1, true) and "&" or "?"
   return uri .. sep .. self.hint .. "=" .. self.me
 end
 
--- Redis went away: every call this instance holds is kept alive by its own
+--- Redis went away: every call this instance holds is kept alive by its own
 -- timer (a duplicate keepAlive is harmless, a missed one ends the call).
 -- Redis came back (or up the first time): the records are written again
 -- (a restarted Redis has lost them) and the calls go back on the shared
 -- schedule, their local timers stopped.
+---@param state string "up" or "down" (the Redis connection's)
 function Fleet:on_state(state)
   self.up = state == "up"
   if not self.up then
@@ -198,13 +207,14 @@ function Fleet:start()
   self.timer = self.loop:timer(self.heartbeat, tick)
 end
 
--- Renew the liveness key.
+--- Renew the liveness key.
 function Fleet:beat()
   if self.draining then return end
   self.conn:call { "SET", self:key("alive", self.me), tostring(core.monotonic()), "PX", tostring(self.ttl_ms) }
   self.conn:call { "SADD", self:key("instances"), self.me }
 end
 
+--- One heartbeat: liveness, the shared pause, the due keepAlives, dead peers.
 function Fleet:beat_and_claim()
   if not self.up then return end
   self:beat()
@@ -238,6 +248,7 @@ end
 
 --- Seconds this instance still waits before sending to Graph, after a 429
 -- seen by any instance of the fleet (0: none).
+---@return number
 function Fleet:paused()
   return math.max(0, self.throttled_until - self.loop.clock())
 end
@@ -245,6 +256,7 @@ end
 --- Run `send()` when the fleet may send: after a pause for a 429, and,
 -- with a `rate`, once the shared bucket gives a token. Without Redis, only
 -- the local pause applies.
+---@param send function
 function Fleet:gate(send)
   local wait = self:paused()
   if wait > 0 then
@@ -264,6 +276,7 @@ end
 
 --- A 429 with Retry-After: this instance pauses that long at once, and
 -- every other one from its next heartbeat.
+---@param seconds number how long every instance pauses
 function Fleet:throttle(seconds)
   if not seconds or seconds <= 0 then return end
   self.throttled_until = math.max(self.throttled_until, self.loop.clock() + seconds)
@@ -272,6 +285,8 @@ function Fleet:throttle(seconds)
     function() end)
 end
 
+--- Send call `id`'s keepAlive (claimed from the shared schedule).
+---@param id string
 function Fleet:send_keep_alive(id)
   local _, err = self.client:call_request(id, "POST", "/keepAlive", nil, { [200] = true })
   self.keep_alives = (self.keep_alives or 0) + 1
@@ -283,6 +298,7 @@ function Fleet:send_keep_alive(id)
 end
 
 --- Record a call this instance owns (created, answered or adopted).
+---@param call graphcall.Call
 function Fleet:record(call)
   if not self.up then return end
   local key = self:key("call", call.id)
@@ -299,6 +315,8 @@ function Fleet:record(call)
   self:save_state(call)
 end
 
+--- Store the call's state (its rank never goes back).
+---@param call graphcall.Call
 function Fleet:save_state(call)
   if not self.up or not call.state then return end
   self.state_script:eval({ self:key("call", call.id) },
@@ -306,6 +324,8 @@ function Fleet:save_state(call)
 end
 
 --- Put an established call on the shared keepAlive schedule.
+---@param call graphcall.Call
+---@return boolean # false when Redis is away (keep it alive locally)
 function Fleet:keep_alive(call)
   if not self.up then return false end
   local ok = self.schedule_script:call({ self:key("keepalive") },
@@ -314,13 +334,16 @@ function Fleet:keep_alive(call)
 end
 
 --- Store the application's checkpoint of a call (JSON `text`) with it.
+---@param call graphcall.Call
+---@param text string
 function Fleet:checkpoint(call, text)
   if self.up then
     self.conn:command({ "HSET", self:key("call", call.id), "checkpoint", text }, function() end)
   end
 end
 
--- A terminated call leaves the store.
+--- A terminated call leaves the store.
+---@param id string
 function Fleet:drop(id)
   if not self.up then return end
   self.conn:command({ "DEL", self:key("call", id) }, function() end)
@@ -330,6 +353,8 @@ end
 
 --- Adopt call `id` (owned by this instance now): a call object from its
 -- record, resynced with Graph (404: it ended meanwhile), then `adopted`.
+---@param id string
+---@return graphcall.Call|nil
 function Fleet:adopt(id)
   if self.client.calls[id] then return self.client.calls[id] end
   local rec = self.conn:call { "HGETALL", self:key("call", id) }
@@ -359,10 +384,12 @@ local function heir(id, live)
   return live[n % #live + 1]
 end
 
--- Take over the calls of a dead peer, then the notifications it had not
+--- Take over the calls of a dead peer, then the notifications it had not
 -- handled. In the first round a peer is seen dead, an instance takes only
 -- the calls it is heir to; from the next, any call still left (its heir
 -- died too, or is slow).
+---@param peer string the dead instance
+---@param live string[] the live instances, sorted
 function Fleet:reap(peer, live)
   self.dead_since[peer] = self.dead_since[peer] or self.round
   local late = self.round > self.dead_since[peer]
@@ -381,9 +408,12 @@ function Fleet:reap(peer, live)
   end
 end
 
--- Claim a notification fleet-wide: true the first time only. A delivery
+--- Claim a notification fleet-wide: true the first time only. A delivery
 -- Graph repeats carries the same body, wherever it lands: the body's hash
 -- and the notification's place in it name the notification.
+---@param digest string the body's SHA-1
+---@param i integer the notification's place in the body
+---@return boolean
 function Fleet:first(digest, i)
   if not self.up then return true end
   local ok = self.conn:call { "SET", self:key("seen", digest .. ":" .. i), self.me, "NX", "EX",
@@ -392,10 +422,13 @@ function Fleet:first(digest, i)
   return ok ~= false
 end
 
--- Where a notification about call `id` goes: "local", or the live owner's
+--- Where a notification about call `id` goes: "local", or the live owner's
 -- name, after taking over from a dead one. A call with no record yet (its
 -- notification beat the owner's record of the 201) goes to the instance
 -- its callbackUri's hint names, when that one is alive.
+---@param id string|nil the call id
+---@param hinted string|nil the instance the hint names
+---@return string
 function Fleet:route(id, hinted)
   if not id or self.client.calls[id] or not self.up then return "local" end
   local owner = self.conn:call { "HGET", self:key("call", id), "owner" }
@@ -422,6 +455,10 @@ end
 --- Dispatch a verified batch: what this instance owns (or takes over) it
 -- handles once; what a live peer owns goes to the peer's inbox. `handle(n)`
 -- applies one notification locally; `query` is the request's query string.
+---@param batch graphcall.notifications
+---@param body string the raw body
+---@param handle fun(n: graphcall.notification)
+---@param query? string
 function Fleet:dispatch(batch, body, handle, query)
   local forward, digest = {}, core.redis_sha1(body)
   local hinted = query and ("&" .. query):match("&" .. self.hint .. "=([%w%-_.]+)")
@@ -444,9 +481,12 @@ function Fleet:dispatch(batch, body, handle, query)
   end
 end
 
--- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }):
+--- Apply the entries of a stream reply ({ { stream, { { id, { k, v, ... } } ... } } }):
 -- a hand-off is adopted; a forwarded body is dispatched again (handled
 -- here, or passed on when its call changed hands meanwhile).
+---@param stream string
+---@param entries table
+---@param handle fun(n: graphcall.notification)
 function Fleet:apply_entries(stream, entries, handle)
   local ids = {}
   for _, e in ipairs(entries) do
@@ -468,7 +508,7 @@ function Fleet:apply_entries(stream, entries, handle)
   end
 end
 
--- Read this instance's inbox until closed.
+--- Read this instance's inbox until closed.
 function Fleet:read_inbox()
   local stream = self:key("inbox", self.me)
   local handle = function(n) self.client:handle(n) end
@@ -492,7 +532,8 @@ function Fleet:read_inbox()
   end
 end
 
--- What a dead peer had not handled: claim it and handle it here.
+--- What a dead peer had not handled: claim it and handle it here.
+---@param peer string
 function Fleet:drain_inbox(peer)
   local stream = self:key("inbox", peer)
   local reply = self.conn:call { "XAUTOCLAIM", stream, "g", self.me, "0", "0-0", "COUNT", "1000" }
@@ -510,6 +551,7 @@ end
 -- no peer is alive (the calls stay, and a restart adopts them). The
 -- connection stays open: a notification that still reaches this instance
 -- is forwarded to the call's new owner until the client is closed.
+---@return integer|nil, table?
 function Fleet:drain()
   self.draining = true
   if self.timer then self.loop:cancel_timer(self.timer) end

@@ -324,6 +324,29 @@ function redis:status() end
 --- Close (idempotent; also __gc and __close); pending commands fail.
 function redis:close() end
 
+-- Signals ------------------------------------------------------------------
+
+--- Process signals as a descriptor (signalfd): the signals are blocked
+-- while the handle is open and read from it instead.
+---@class graphcall.signals
+local signals = {}
+
+--- Block `names` and open a descriptor that is readable when one is pending.
+---@param names string[] "TERM", "INT", "HUP", "USR1", "USR2", "QUIT"
+---@return graphcall.signals
+function core.signals(names) end
+
+--- The descriptor to wait on for reading.
+---@return integer
+function signals:fd() end
+
+--- The pending signals' names (empty when none); does not block.
+---@return string[]
+function signals:read() end
+
+--- Close the descriptor and unblock the signals it blocked (idempotent).
+function signals:close() end
+
 -- Utilities ----------------------------------------------------------------
 
 --- A random (version 4) UUID.
