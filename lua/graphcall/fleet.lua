@@ -306,8 +306,10 @@ function Fleet:record(call)
   self.conn:call { "HSETNX", key, "epoch", "1" }
   local fields = { "HSET", key, "id", call.id }
   if call.client_request_id then fields[#fields + 1] = "crid"; fields[#fields + 1] = call.client_request_id end
-  local uri = call.callback_uri or type(call.data) == "table" and call.data.callbackUri
+  local data = type(call.data) == "table" and call.data or {}
+  local uri = call.callback_uri or data.callbackUri
   if type(uri) == "string" then fields[#fields + 1] = "callback_uri"; fields[#fields + 1] = uri end
+  if type(data.tenantId) == "string" then fields[#fields + 1] = "tenant"; fields[#fields + 1] = data.tenantId end
   if call.checkpoint then fields[#fields + 1] = "checkpoint"; fields[#fields + 1] = cjson.encode(call.checkpoint) end
   self.conn:call(fields)
   self.conn:call { "SADD", self:key("owned", self.me), call.id }
