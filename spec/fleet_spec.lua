@@ -158,7 +158,7 @@ describe("a fleet of three bot instances behind nginx, sharing calls through Red
     -- every call is recorded with its placing instance as owner, and the hint in its callbackUri
     for _, c in ipairs(w:records().calls) do
       local owner = w:redis { "HGET", "gc:call:" .. c.id, "owner" }
-      assert.matches("[?&]gi=" .. owner:gsub("%-", "%%-") .. "$", c.callback_uri)
+      assert.matches("[?&]gi=" .. owner:gsub("%-", "%%-") .. "&gc=[%x%-]+$", c.callback_uri)
     end
     -- the caller presses a key on every call, and Graph delivers each last notification twice
     -- the bots listen to the keys of every call once it is established

@@ -70,7 +70,9 @@ describe("a client with a store", function()
   it("records a placed call with its owner, epoch, state and checkpoint, and the hint in its callbackUri", function()
     local c = client { instance = "bot-1" }
     local req = c:prepare_call { targets = TARGET }
-    assert.equal("https://bot.contoso.com/api/calls?gi=bot-1", cjson.decode(req.body).callbackUri)
+    -- the instance hint, and the create's client-request-id (for a reconciliation)
+    assert.matches("^https://bot%.contoso%.com/api/calls%?gi=bot%-1&gc=%x+%-%x+%-%x+%-%x+%-%x+$",
+      cjson.decode(req.body).callbackUri)
     local rx = assert(c:receiver { openid_url = emu.openid_url })
     local call = assert(c:call { targets = TARGET, callback_uri = rx:url() })
     assert(call:wait("established", 5))
@@ -87,7 +89,7 @@ describe("a client with a store", function()
     assert.equal("1", fields.epoch)
     assert.equal("established", fields.state)
     assert.equal(call.client_request_id, fields.crid)
-    assert.equal(rx:url() .. "?gi=bot-1", fields.callback_uri)
+    assert.equal(rx:url() .. "?gi=bot-1&gc=" .. call.client_request_id, fields.callback_uri)
     assert.same({ step = "greeting", n = 3 }, cjson.decode(fields.checkpoint))
     assert.same({ call.id }, conn:call { "SMEMBERS", "gc:owned:bot-1" })
     assert.is_number(conn:call { "ZSCORE", "gc:keepalive", call.id } and 1)
@@ -101,6 +103,46 @@ describe("a client with a store", function()
     assert.is_true(loop:wait(function() return conn:call { "EXISTS", "gc:call:" .. call.id } == 0 end, 5))
     assert.same({}, conn:call { "SMEMBERS", "gc:owned:bot-1" })
     rx:close()
+  end)
+
+  it("reconciles a create whose answer was lost, on whichever instance hears of the call", function()
+    -- bot-1's create times out (the emulator answers after 1 s, the loop waits 0.4 s)
+    loop:close()
+    loop = graphcall.new_loop { timeout = 0.4 }
+    emu:close()
+    emu = assert(emulator.start { loop = loop, token = "tok", notify_delay = 0 })
+    conn:close()
+    conn = redis.new(loop, { url = "unix://" .. srv.path })
+    assert(conn:wait_up(5))
+    local a = client({ instance = "bot-1" }, { max_retries = 0 })
+    local b = client({ instance = "bot-2" })
+    local rx_b = assert(b:receiver { openid_url = emu.openid_url })
+    local reconciled = {}
+    a:on("reconciled", function(call, crid) reconciled[#reconciled + 1] = { call = call, crid = crid, by = "bot-1" } end)
+    b:on("reconciled", function(call, crid) reconciled[#reconciled + 1] = { call = call, crid = crid, by = "bot-2" } end)
+    -- both instances alive before the create
+    assert.is_true(loop:wait(function() return conn:call { "EXISTS", "gc:alive:bot-1" } == 1
+      and conn:call { "EXISTS", "gc:alive:bot-2" } == 1 end, 5))
+    emu:fail_next { delay = 1 }
+    -- the notifications go to bot-2's receiver (another instance behind the balancer)
+    local call, err = a:call { targets = TARGET, callback_uri = rx_b:url() }
+    assert.is_nil(call)
+    assert.equal("unknown_outcome", err.kind)
+    assert.equal(err.client_request_id, conn:call { "GET", "gc:pending:" .. err.client_request_id } and
+      err.client_request_id)
+    assert.equal("bot-1", conn:call { "GET", "gc:pending:" .. err.client_request_id })
+    -- Graph created it all the same: its first notification, heard by bot-2, reconciles it for bot-1
+    assert.is_true(loop:wait(function() return #reconciled == 1 end, 5))
+    local r = reconciled[1]
+    assert.equal("bot-1", r.by)
+    assert.equal(err.client_request_id, r.crid)
+    assert.equal(err.client_request_id, r.call.client_request_id)
+    assert.equal(a.calls[r.call.id], r.call)
+    assert.equal("bot-1", conn:call { "HGET", "gc:call:" .. r.call.id, "owner" })
+    assert.equal(0, conn:call { "EXISTS", "gc:pending:" .. err.client_request_id })
+    assert.is_true(loop:wait(function() return r.call.state == "established" end, 5))
+    assert.equal(1, #reconciled)
+    rx_b:close()
   end)
 
   it("keeps the whole fleet under `rate` requests per second", function()

@@ -141,10 +141,13 @@ local function build(self, spec, mode)
   if type(spec) ~= "table" then
     error(("graphcall.prepare_%s: expected a spec table, got %s"):format(mode, type(spec)), 3)
   end
-  local callback_uri = self.callback_uri
+  local callback_uri, crid = self.callback_uri, nil
   if self.fleet then
-    -- the instance hint, so the load balancer routes the call's notifications here
-    callback_uri = self.fleet:hinted(spec.callback_uri or callback_uri)
+    -- the instance hint, so the load balancer routes the call's notifications
+    -- here, and the client-request-id, so any instance can tell which create
+    -- a call came from when its answer was lost (fleet:reconcile)
+    crid = core.uuid()
+    callback_uri = self.fleet:hinted(spec.callback_uri or callback_uri, crid)
     if spec.callback_uri then
       local copy = {}
       for k, v in pairs(spec) do copy[k] = v end
@@ -154,7 +157,7 @@ local function build(self, spec, mode)
   end
   local ok, req = pcall(core.build_request, self.app_id, spec, mode, callback_uri, self.graph_url, self.endpoint)
   if not ok then error(("graphcall.prepare_%s: %s"):format(mode, req), 3) end
-  return req
+  return req, crid
 end
 
 --- Build (without sending) the request that places a call.
@@ -162,14 +165,14 @@ end
 ---@param spec table targets, subject, media, modalities, source, ... (see doc/calls.md)
 ---@return userdata # graphcall.request with `method`, `url`, `path`, `body`
 function Client:prepare_call(spec)
-  return build(self, spec, "call")
+  return (build(self, spec, "call"))
 end
 
 --- Build (without sending) the request that joins a meeting.
 ---@param spec table url | chat_info + organizer | meeting_id [+ passcode] | meeting_token, ...
 ---@return userdata # graphcall.request
 function Client:prepare_join(spec)
-  return build(self, spec, "join")
+  return (build(self, spec, "join"))
 end
 
 -- What transport.send needs from a client: one table per client, its
@@ -227,17 +230,28 @@ local function create_done(self)
   if #self.early > 0 then release_early(self) end
 end
 
+-- A create whose outcome is unknown: in a fleet, recorded by its
+-- client-request-id, so that whichever instance hears of the call first
+-- can reconcile it.
+local function unknown_outcome(self, err)
+  if self.fleet and err and err.kind == "unknown_outcome" and err.client_request_id then
+    self.fleet:pending(err.client_request_id)
+  end
+end
+
 -- Send a request built by prepare_call/prepare_join: call | nil, err.
-local function create(self, built)
+-- `crid`: the client-request-id to send (a fleet's, in the callbackUri too).
+local function create(self, built, crid)
   self.creating = self.creating + 1
   local ok, result, req = pcall(transport.send, context(self),
-    { method = built.method, url = built.url, body = built.body, create = true })
+    { method = built.method, url = built.url, body = built.body, create = true, client_request_id = crid })
   local call, err
   if ok and result then
     ok, call, err = pcall(created, self, result, req)
   elseif ok then
     err = req
   end
+  if ok then unknown_outcome(self, err) end
   create_done(self)
   if not ok then error(call or result, 0) end
   return call, err
@@ -264,17 +278,19 @@ function Client:join(spec, cb)
   return self.loop:async(cb, create, self, build(self, spec, "join"))
 end
 
--- Send the built create requests at once; calls, errs.
-local function send_many(self, built)
+-- Send the built create requests at once (`crids`: their
+-- client-request-ids, a fleet's); calls, errs.
+local function send_many(self, built, crids)
   local calls, errs, left = {}, {}, #built
   local ctx = context(self)
   self.creating = self.creating + #built
   for i, b in ipairs(built) do
-    transport.send_async(ctx, { method = b.method, url = b.url, body = b.body, create = true },
-      function(result, req)
+    transport.send_async(ctx, { method = b.method, url = b.url, body = b.body, create = true,
+      client_request_id = crids[i] }, function(result, req)
         left = left - 1
         create_done(self)
         if result then calls[i], errs[i] = created(self, result, req) else errs[i] = req end
+        unknown_outcome(self, errs[i])
       end)
   end
   -- each send ends by its deadline, and max_in_flight of them run at once
@@ -298,9 +314,9 @@ end
 ---@return table calls, table errs
 function Client:call_many(specs, cb)
   if type(specs) ~= "table" then error("graphcall.call_many: expected a list of specs", 2) end
-  local built = {}
-  for i, spec in ipairs(specs) do built[i] = build(self, spec, "call") end
-  return self.loop:async(cb, send_many, self, built)
+  local built, crids = {}, {}
+  for i, spec in ipairs(specs) do built[i], crids[i] = build(self, spec, "call") end
+  return self.loop:async(cb, send_many, self, built, crids)
 end
 
 local function call_url(self, id)
@@ -397,7 +413,11 @@ end
 --- Listen for client events: "incoming" as `fn(call, notification)` for an
 -- incoming call (answer, reject or redirect it within 15 seconds);
 -- "notification" for every accepted notification; "unknown" for a
--- notification about a call the client does not know.
+-- notification about a call the client does not know. With a store:
+-- "adopted" as `fn(call, checkpoint)` for a call this instance took over
+-- (from a dead or draining instance, or its own after a restart), and
+-- "reconciled" as `fn(call, client_request_id)` for the call of a create
+-- that had returned `unknown_outcome`.
 ---@param event string the event's name
 ---@param fn function
 ---@return graphcall.Client

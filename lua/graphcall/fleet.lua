@@ -12,6 +12,12 @@
 --   seen:<sha1>        a notification already handled, fleet-wide
 --   inbox:<instance>   stream of notification bodies (and hand-offs) for the owner
 --   throttle           set for Retry-After seconds when Graph answered 429
+--   bucket             the shared token bucket of `rate`
+--   pending:<crid>     a create whose answer was lost (unknown_outcome), by client-request-id
+--
+-- A create's callbackUri carries its client-request-id (`&gc=`): when its
+-- answer is lost, the first notification about the call, wherever it lands,
+-- reconciles it (the instance that sent it gets `reconciled`).
 --
 -- Guarantees: a notification is handled once (fleet-wide dedupe), by the
 -- call's owner; a dead owner's calls are taken over atomically (the epoch
@@ -99,6 +105,22 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[1], 60000)
 return wait]]
 
+-- KEYS[1] pending:<crid>, KEYS[2] call:<id>; ARGV: prefix, id, me, crid.
+-- The call of a create with an unknown outcome: recorded, owned by the
+-- instance that sent the create when it is alive (else by me), once.
+-- Returns the owner, or false when the crid is not pending.
+local RECONCILE = [[
+local creator = redis.call('GET', KEYS[1])
+if not creator then return false end
+redis.call('DEL', KEYS[1])
+local owner = creator
+if redis.call('EXISTS', ARGV[1] .. 'alive:' .. creator) == 0 then owner = ARGV[3] end
+if redis.call('HSETNX', KEYS[2], 'owner', owner) == 0 then return redis.call('HGET', KEYS[2], 'owner') end
+redis.call('HSET', KEYS[2], 'epoch', '1', 'id', ARGV[2], 'crid', ARGV[4], 'reconciled', '1')
+redis.call('SADD', ARGV[1] .. 'owned:' .. owner, ARGV[2])
+redis.call('SADD', ARGV[1] .. 'instances', owner)
+return owner]]
+
 --- Make the fleet member of `client`. Raises on bad options.
 ---@param client graphcall.Client
 ---@param opts table see `DEFAULTS`
@@ -137,6 +159,7 @@ function M.new(client, opts)
   self.move = self.conn:script(MOVE)
   self.state_script = self.conn:script(STATE)
   self.take = self.conn:script(TAKE)
+  self.reconcile = self.conn:script(RECONCILE)
   return self
 end
 
@@ -147,14 +170,25 @@ function Fleet:key(...)
   return self.prefix .. table.concat({ ... }, ":")
 end
 
---- The callbackUri with this instance's hint: `?gi=bot-1`.
+--- The callbackUri with this instance's hint, `?gi=bot-1`, and, for a
+-- create, its client-request-id, `&gc=<crid>`.
 ---@param uri string|nil
+---@param crid? string
 ---@return string|nil
-function Fleet:hinted(uri)
+function Fleet:hinted(uri, crid)
   if type(uri) ~= "string" then return uri end
   local sep = uri:find("?", 1, true) and "&" or "?"
-  return uri .. sep .. self.hint .. "=" .. self.me
+  return uri .. sep .. self.hint .. "=" .. self.me .. (crid and ("&gc=" .. crid) or "")
 end
+
+--- A create whose answer never came (unknown_outcome): remembered by its
+-- client-request-id for an hour, for whichever instance hears of the call.
+---@param crid string
+function Fleet:pending(crid)
+  if not self.up then return end
+  self.conn:command({ "SET", self:key("pending", crid), self.me, "EX", "3600" }, function() end)
+end
+
 
 --- Redis went away: every call this instance holds is kept alive by its own
 -- timer (a duplicate keepAlive is harmless, a missed one ends the call).
@@ -373,9 +407,16 @@ function Fleet:adopt(id)
     return call
   end
   if data and data.state then call:set_state(data.state, nil) end
-  self.adopted = self.adopted + 1
   if call.state == "established" then self:keep_alive(call) end
-  self.client:emit("adopted", call, call.checkpoint)
+  if fields.reconciled then
+    -- the call of a create whose answer was lost: the bot learns of it now
+    call.client_request_id = fields.crid
+    self.conn:call { "HDEL", self:key("call", id), "reconciled" }
+    self.client:emit("reconciled", call, fields.crid)
+  else
+    self.adopted = self.adopted + 1
+    self.client:emit("adopted", call, call.checkpoint)
+  end
   return call
 end
 
@@ -430,10 +471,17 @@ end
 -- its callbackUri's hint names, when that one is alive.
 ---@param id string|nil the call id
 ---@param hinted string|nil the instance the hint names
+---@param crid string|nil the create's client-request-id the callbackUri carries
 ---@return string
-function Fleet:route(id, hinted)
+function Fleet:route(id, hinted, crid)
   if not id or self.client.calls[id] or not self.up then return "local" end
   local owner = self.conn:call { "HGET", self:key("call", id), "owner" }
+  if type(owner) ~= "string" and crid then
+    -- perhaps the call of a create whose answer was lost
+    owner = self.reconcile:call({ self:key("pending", crid), self:key("call", id) },
+      { self.prefix, id, self.me, crid })
+    if owner == self.me then self:adopt(id) end
+  end
   if type(owner) ~= "string" then
     -- the instance that placed it has not recorded it yet: its inbox (read
     -- by it, or by whoever reaps it if it died meanwhile)
@@ -464,8 +512,9 @@ end
 function Fleet:dispatch(batch, body, handle, query)
   local forward, digest = {}, core.redis_sha1(body)
   local hinted = query and ("&" .. query):match("&" .. self.hint .. "=([%w%-_.]+)")
+  local crid = query and ("&" .. query):match("&gc=([%x%-]+)")
   for i, n in ipairs(batch) do
-    local where = self:route(n.call_id, hinted)
+    local where = self:route(n.call_id, hinted, crid)
     if where == "local" then
       if self:first(digest, i) then
         self.handled = self.handled + 1

@@ -227,7 +227,8 @@ end
 -- `done(result, req)` runs from the loop with the final result (or
 -- `done(nil, err)` when no token could be had, or when a later step raised:
 -- err.kind "raised", err.error the value raised). `done` runs exactly once.
--- `req`: `{ method, url, body?, create? }`; `ctx`: `{ loop, tokens, client,
+-- `req`: `{ method, url, body?, create?, client_request_id? }` (a new one
+-- unless given); `ctx`: `{ loop, tokens, client,
 -- max_retries, max_retry_wait, gate?, on_throttle? }`: `gate(send)` calls
 -- `send()` when the request may go (a fleet's shared pause and rate), and
 -- `on_throttle(seconds)` hears of every 429. Every attempt carries the same
@@ -240,7 +241,7 @@ end
 function M.send_async(ctx, req, done)
   local loop = ctx.loop
   local lg = ctx.log or loop.log
-  req.client_request_id = core.uuid()
+  req.client_request_id = req.client_request_id or core.uuid()
   local attempt, refreshed, finished, started = 0, false, false, nil
   local function finish(a, b)
     finished = true

@@ -46,9 +46,11 @@ local function accepts(port)
   return ok ~= nil
 end
 
--- Start `cmd` as a child whose first line on stdout is its pid.
+-- Start `cmd` as a child whose first line on stdout is its pid. The
+-- children run without the sanitizer runtime `make asan` preloads into
+-- this process (nginx and curl-like clients hang under it).
 local function spawn(cmd)
-  local proc = assert(io.popen("echo $$; exec " .. cmd, "r"))
+  local proc = assert(io.popen("echo $$; exec env -u LD_PRELOAD " .. cmd, "r"))
   local pid = assert(tonumber(proc:read("l")), "no pid from: " .. cmd)
   return { proc = proc, pid = pid }
 end
@@ -101,7 +103,7 @@ function World:start_bot(name, env)
   for k, v in pairs(env or {}) do vars[k] = v end
   local parts = {}
   for k, v in pairs(vars) do parts[#parts + 1] = k .. "=" .. q(v) end
-  local bot = spawn("env " .. table.concat(parts, " ") .. " lua5.4 examples/fleet/bot.lua 2>>"
+  local bot = spawn(table.concat(parts, " ") .. " lua5.4 examples/fleet/bot.lua 2>>"
     .. q(self.dir .. "/bot-stderr.log"))
   self.bots[name] = bot
   local ready = self:wait_for(function()
@@ -225,7 +227,7 @@ function M.start(opts)
     self.conn = redis.new(self.loop, { url = self.redis_url })
     assert(self.conn:wait_up(5), "redis: no connection")
 
-    self.emulator = spawn(("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+    self.emulator = spawn(("LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
       .. "lua5.4 bin/graphcall-emulator --port 0 --token %s --app-id %s --keep-alive-timeout %s "
       .. "--notify-delay %s 2>>%s"):format(M.TOKEN, M.APP_ID, o.keep_alive_timeout, o.notify_delay,
       q(dir .. "/emulator.log")))
