@@ -118,8 +118,9 @@ describe("a client with a store", function()
     local b = client({ instance = "bot-2" })
     local rx_b = assert(b:receiver { openid_url = emu.openid_url })
     local reconciled = {}
-    a:on("reconciled", function(call, crid) reconciled[#reconciled + 1] = { call = call, crid = crid, by = "bot-1" } end)
-    b:on("reconciled", function(call, crid) reconciled[#reconciled + 1] = { call = call, crid = crid, by = "bot-2" } end)
+    for name, c in pairs { ["bot-1"] = a, ["bot-2"] = b } do
+      c:on("reconciled", function(call, crid) reconciled[#reconciled + 1] = { call = call, crid = crid, by = name } end)
+    end
     -- both instances alive before the create
     assert.is_true(loop:wait(function() return conn:call { "EXISTS", "gc:alive:bot-1" } == 1
       and conn:call { "EXISTS", "gc:alive:bot-2" } == 1 end, 5))

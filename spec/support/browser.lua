@@ -14,6 +14,7 @@
 --   wd:read_all(css[, attribute])     -- the texts (or attribute values) of the matches, at once
 local socket = require "socket"
 local cjson = require("cjson.safe").new()
+local process = require "support.process"
 
 local M = {}
 
@@ -26,9 +27,7 @@ M.FLAGS = { "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
   "--disable-default-apps", "--disable-extensions", "--disable-dev-shm-usage", "--mute-audio" }
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q, free_port = process.q, process.free_port
 M.q = q
 
 local function executable(path)
@@ -47,13 +46,6 @@ local function read(path)
   return s
 end
 M.read = read
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local Process = {}
 Process.__index = Process

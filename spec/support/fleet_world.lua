@@ -20,6 +20,7 @@ local cjson = require("cjson.safe").new()
 local graphcall = require "graphcall"
 local redis = require "graphcall.redis"
 local redis_server = require "support.redis_server"
+local process = require "support.process"
 
 local M = {}
 
@@ -27,16 +28,7 @@ M.APP_ID = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698"
 M.TOKEN = "fleet-token"
 M.NAMES = { "bot-1", "bot-2", "bot-3" }
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local q, free_port, alive = process.q, process.free_port, process.alive
 
 local function accepts(port)
   local c = socket.tcp()
@@ -53,17 +45,6 @@ local function spawn(cmd)
   local proc = assert(io.popen("echo $$; exec env -u LD_PRELOAD " .. cmd, "r"))
   local pid = assert(tonumber(proc:read("l")), "no pid from: " .. cmd)
   return { proc = proc, pid = pid }
-end
-
--- Running, not yet exited: a child that exited stays a zombie until
--- pclose reaps it, and kill -0 would still call it alive.
-local function alive(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  local state = stat:match("%) (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 local World = {}

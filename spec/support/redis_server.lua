@@ -15,16 +15,8 @@ local unix = require "socket.unix"
 
 local M = {}
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local process = require "support.process"
+local q, free_port = process.q, process.free_port
 
 -- One PING over the unix socket; true when the server answered PONG.
 local function pong(path)
