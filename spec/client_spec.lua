@@ -1,7 +1,7 @@
 -- The wire end to end on loopback: every seed scenario through the local
 -- emulator and the receiver, and every transport fault with its error kind.
 local graphcall = require "graphcall"
-local emulator = require "graphcall.emulator"
+local support = require "support.world"
 local json = require "support.json"
 
 local APP_ID = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698"
@@ -11,20 +11,21 @@ local UUID4 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%
 -- A loop, an emulator, a receiver that records what it hears, and a client.
 local function world(opts)
   opts = opts or {}
-  local w = { heard = {}, by_call = {} }
-  w.loop = graphcall.new_loop { timeout = opts.timeout or 5, max_response_bytes = opts.max_response_bytes,
-    max_in_flight = opts.max_in_flight }
-  w.emu = assert(emulator.start { loop = w.loop, token = "tok", notify_delay = 0 })
-  w.client = graphcall.new { app_id = APP_ID, token = opts.token or "tok", graph_url = opts.graph_url or w.emu.url,
-    endpoint = opts.endpoint, loop = w.loop, max_retries = opts.max_retries }
-  w.rx = assert(w.client:receiver { openid_url = w.emu.openid_url, handler = function(batch)
-    for _, n in ipairs(batch) do
-      w.heard[#w.heard + 1] = n
-      local list = w.by_call[n.call_id] or {}
-      list[#list + 1] = n.state
-      w.by_call[n.call_id] = list
-    end
-  end })
+  local heard, by_call = {}, {}
+  local w = support.new {
+    loop = { timeout = opts.timeout or 5, max_response_bytes = opts.max_response_bytes,
+      max_in_flight = opts.max_in_flight },
+    client = { token = opts.token, graph_url = opts.graph_url, endpoint = opts.endpoint,
+      max_retries = opts.max_retries },
+    receiver = { handler = function(batch)
+      for _, n in ipairs(batch) do
+        heard[#heard + 1] = n
+        local list = by_call[n.call_id] or {}
+        list[#list + 1] = n.state
+        by_call[n.call_id] = list
+      end
+    end } }
+  w.heard, w.by_call = heard, by_call
   function w.until_heard(count)
     assert.is_true(w.loop:run_until(function() return #w.heard >= count and w.emu:idle() end, 5))
   end
@@ -35,11 +36,6 @@ local function world(opts)
       if r.path:find("/calls") then list[#list + 1] = r end
     end
     return list
-  end
-  function w.close()
-    w.rx:close()
-    w.emu:close()
-    w.loop:close()
   end
   return w
 end

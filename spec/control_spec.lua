@@ -2,43 +2,19 @@
 -- its operation and the notifications that follow; keepAlive on a clock the
 -- spec moves; incoming calls answered, rejected, redirected or missed.
 local graphcall = require "graphcall"
-local emulator = require "graphcall.emulator"
+local support = require "support.world"
 
 local APP_ID = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698"
 
 local function world(opts)
   opts = opts or {}
-  local w = { now = 0 }
-  w.loop = graphcall.new_loop { timeout = 5, clock = function() return w.now end }
-  w.emu = assert(emulator.start { loop = w.loop, token = "tok", notify_delay = 0, operation_delay = 0,
-    keep_alive_timeout = opts.keep_alive_timeout, app_id = APP_ID })
-  w.client = graphcall.new { app_id = APP_ID, token = "tok", graph_url = w.emu.url, loop = w.loop,
-    keep_alive_interval = opts.keep_alive_interval }
-  w.rx = assert(w.client:receiver { openid_url = w.emu.openid_url })
-  function w.call(spec)
-    spec = spec or { targets = { graphcall.user { id = "550fae72-d251-43ec-868c-373732c2704f" } } }
-    spec.callback_uri = w.rx:url()
-    local call = assert(w.client:call(spec))
-    assert.is_true(call:wait("established", 5))
-    return call
-  end
-  -- move the clock, then let the loop run what became due
-  function w.advance(s)
-    w.now = w.now + s
-    for _ = 1, 20 do w.loop:step(0) end
-  end
-  function w.settle()
-    w.loop:wait(function() return w.emu:idle() end, 5)
-  end
+  local w = support.new { clock = 0,
+    emulator = { operation_delay = 0, keep_alive_timeout = opts.keep_alive_timeout, app_id = APP_ID },
+    client = { keep_alive_interval = opts.keep_alive_interval } }
   function w.requests(suffix)
     local n = 0
     for _, r in ipairs(w.emu.requests) do if r.path:sub(-#suffix) == suffix then n = n + 1 end end
     return n
-  end
-  function w.close()
-    w.rx:close()
-    w.emu:close()
-    w.loop:close()
   end
   return w
 end

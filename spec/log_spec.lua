@@ -4,9 +4,8 @@
 -- format, redaction (no token or secret in any line, at any level), and
 -- handler errors that reach stderr without an on_error hook.
 local graphcall = require "graphcall"
-local emulator = require "graphcall.emulator"
+local support = require "support.world"
 local logging = require "graphcall.log"
-local cjson = require "cjson"
 
 local APP_ID = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698"
 local TENANT = "contoso.onmicrosoft.com"
@@ -43,39 +42,19 @@ end
 -- flow (else the static token "tok"); opts.trace: the client's trace.
 local function world(opts)
   opts = opts or {}
-  local w = { now = 1000, rec = recorder() }
-  w.loop = graphcall.new_loop { timeout = 5, clock = function() return w.now end, log = opts.loop_log,
-    on_error = opts.on_error }
-  w.emu = assert(emulator.start { loop = w.loop, token = not opts.secret and "tok" or nil,
-    client_secret = opts.secret, notify_delay = 0, operation_delay = 0, app_id = APP_ID })
-  w.client = graphcall.new { app_id = APP_ID, token = not opts.secret and "tok" or nil,
-    tenant = opts.secret and TENANT or nil, client_secret = opts.secret, login_url = w.emu.url,
-    graph_url = w.emu.url, loop = w.loop, log = w.rec.fn, trace = opts.trace, keep_alive_interval = 600 }
-  w.rx = assert(w.client:receiver { openid_url = w.emu.openid_url })
-  function w.call()
-    local call = assert(w.client:call { callback_uri = w.rx:url(),
-      targets = { graphcall.user { id = "550fae72-d251-43ec-868c-373732c2704f" } } })
-    assert.is_true(call:wait("established", 5))
-    return call
-  end
+  local rec = recorder()
+  local secret = opts.secret
+  local w = support.new { clock = 1000, loop = { log = opts.loop_log, on_error = opts.on_error },
+    emulator = { token = secret and support.NONE, client_secret = secret, operation_delay = 0, app_id = APP_ID },
+    client = function(emu)
+      return { token = secret and support.NONE, tenant = secret and TENANT, client_secret = secret,
+        login_url = emu.url, log = rec.fn, trace = opts.trace, keep_alive_interval = 600 }
+    end }
+  w.rec = rec
+  local advance = w.advance
   function w.advance(s)
-    w.now = w.now + s
-    for _ = 1, 20 do w.loop:step(0) end
-    w.loop:wait(function() return w.emu:idle() end, 5)
-  end
-  function w.post(auth, body)
-    local result
-    w.loop:request({ method = "POST", url = w.rx:url(), body = body or cjson.encode { value = { {
-      changeType = "updated", resourceUrl = "/communications/calls/c1", resourceData = { state = "established" },
-    } } }, headers = { ["Content-Type"] = "application/json", Authorization = auth } },
-      function(r) result = r end)
-    assert.is_true(w.loop:wait(function() return result ~= nil end, 5))
-    return result
-  end
-  function w.close()
-    w.rx:close()
-    w.emu:close()
-    w.loop:close()
+    advance(s)
+    w.settle()
   end
   return w
 end

@@ -2,7 +2,7 @@
 -- callbacks (the receiver checks the JWT the emulator signs like Graph),
 -- and retries that never place a call twice.
 local graphcall = require "graphcall"
-local emulator = require "graphcall.emulator"
+local support = require "support.world"
 local transport = require "graphcall.transport"
 local cjson = require "cjson"
 
@@ -13,20 +13,20 @@ local SECRET = "s3cr3t~value"
 -- A world on a loop whose clock the spec moves (`w.advance(s)`).
 local function world(opts)
   opts = opts or {}
-  local w = { heard = {}, now = 1000 }
-  w.loop = graphcall.new_loop { timeout = 5, clock = function() return w.now end }
-  w.emu = assert(emulator.start { loop = w.loop, client_secret = SECRET, notify_delay = 0,
-    token_lifetime = opts.token_lifetime })
-  w.client = graphcall.new { app_id = APP_ID, tenant = TENANT, client_secret = opts.secret or SECRET,
-    login_url = w.emu.url, graph_url = w.emu.url, loop = w.loop, max_retries = opts.max_retries,
-    max_retry_wait = opts.max_retry_wait }
-  local rx_opts = { openid_url = w.emu.openid_url, handler = function(batch)
-    for _, n in ipairs(batch) do w.heard[#w.heard + 1] = n end
+  local heard = {}
+  local rx_opts = { handler = function(batch)
+    for _, n in ipairs(batch) do heard[#heard + 1] = n end
   end }
   for k, v in pairs(opts.receiver or {}) do rx_opts[k] = v end
-  w.rx = assert(w.client:receiver(rx_opts))
+  local w = support.new { clock = 1000,
+    emulator = { token = support.NONE, client_secret = SECRET, token_lifetime = opts.token_lifetime },
+    client = function(emu)
+      return { token = support.NONE, tenant = TENANT, client_secret = opts.secret or SECRET, login_url = emu.url,
+        max_retries = opts.max_retries, max_retry_wait = opts.max_retry_wait }
+    end,
+    receiver = rx_opts }
+  w.heard = heard
   function w.advance(s) w.now = w.now + s end
-  -- step the loop until done() (a real-time bound keeps a broken spec from hanging)
   function w.until_(done)
     local deadline = os.clock() + 5
     while not done() and os.clock() < deadline do w.loop:step(0.01) end
@@ -40,21 +40,6 @@ local function world(opts)
     return n
   end
   function w.spec() return { callback_uri = w.rx:url(), targets = { graphcall.user { id = "u" } } } end
-  -- POST a body to the receiver with the given Authorization header
-  function w.post(auth, body)
-    local result
-    w.loop:request({ method = "POST", url = w.rx:url(), body = body or cjson.encode { value = { {
-      changeType = "updated", resourceUrl = "/communications/calls/c1", resourceData = { state = "established" },
-    } } }, headers = { ["Content-Type"] = "application/json", Authorization = auth } },
-      function(r) result = r end)
-    w.until_(function() return result ~= nil end)
-    return result
-  end
-  function w.close()
-    w.rx:close()
-    w.emu:close()
-    w.loop:close()
-  end
   return w
 end
 
