@@ -8,7 +8,7 @@
 --
 -- Sources: spec/fixtures (the seed's and the reference's notifications, the
 -- seed's request bodies and 201 response), examples/seed_scenarios.lua (the
--- seed requests as specs), the links of spec/joinlink_spec.lua, the Graph
+-- seed requests as specs), the links of spec/unit/joinlink_spec.lua, the Graph
 -- error bodies of the reference (graph-api.md 5.1), tokens made with the
 -- module's signer and with the fixed key (openssl CLI).
 local core = require "graphcall.core"

@@ -3,7 +3,7 @@
 -- and the userdata types it makes, one class per metatable (the class is
 -- named after the metatable, `graphcall.<type>`). Never loaded at run time:
 -- lua-language-server reads it through .luarc.json (`workspace.library`).
--- spec/annotations_spec.lua checks that every function of the module and
+-- spec/unit/annotations_spec.lua checks that every function of the module and
 -- every method of its userdata appear here.
 
 ---@class graphcall.core

@@ -26,7 +26,7 @@ end
 
 describe("plain busted", function()
   it("runs a spec file of this checkout under Lua 5.4", function()
-    local ok, out = sh("busted spec/joinlink_spec.lua")
+    local ok, out = sh("busted spec/unit/joinlink_spec.lua")
     assert.is_true(ok, out)
     local passed, failed = out:match("(%d+) passed, (%d+) failed")
     assert.is_truthy(passed, out)

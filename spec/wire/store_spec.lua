@@ -2,7 +2,7 @@
 -- the in-process emulator: the options, what is recorded in Redis, the
 -- checkpoint, the instance hint, the fleet-wide rate, and the client's
 -- patience with notifications that beat their call's 201. The fleet of
--- processes (takeover, hand-off, a Redis restart) is spec/fleet_spec.lua.
+-- processes (takeover, hand-off, a Redis restart) is spec/wire/fleet_spec.lua.
 local graphcall = require "graphcall"
 local emulator = require "graphcall.emulator"
 local redis = require "graphcall.redis"
