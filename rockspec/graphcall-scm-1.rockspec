@@ -60,6 +60,7 @@ local sources = {
   "src/net/server.c",
   "src/net/server_read.c",
   "src/net/server_respond.c",
+  "src/net/signal.c",
   "src/out/joinlink.c",
   "src/out/request.c",
 }
