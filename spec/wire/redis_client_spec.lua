@@ -7,6 +7,7 @@ local event_loop = require "graphcall.loop"
 local socket = require "socket"
 local scratch = require "support.scratch"
 local redis_server = require "support.redis_server"
+local memcheck = require "support.memcheck"
 
 describe("graphcall.redis (on the loop)", function()
   local srv, loop, errors, conns
@@ -158,21 +159,22 @@ describe("graphcall.redis (on the loop)", function()
     assert.equal("redis", err.kind)
   end)
 
+  -- Correctness only: every command answered, in order. The time is not
+  -- asserted (performance is measured in bench/, not in make test); the
+  -- deadlines are hang guards, generous under valgrind and ASan.
   it("pipelines 10,000 commands through the loop, answered in order", function()
-    local c = open { url = unix_url(), timeout = 10 }
+    local c = open { url = unix_url(), timeout = memcheck.deadline(10) }
     assert.is_true(c:wait_up())
     c:call { "DEL", "ctr" }
     local n, got = 10000, {}
-    local t0 = socket.gettime()
     for i = 1, n do
       assert.is_true(c:command({ "INCR", "ctr" }, function(r) got[#got + 1] = r == i end))
     end
     assert.equal(n, c:pending())
-    assert.is_true(loop:run_until(function() return #got == n end, 10))
-    local dt = socket.gettime() - t0
+    assert.is_true(loop:run_until(function() return #got == n end, memcheck.deadline(10)),
+      #got .. " of " .. n .. " answered")
     for i = 1, n do assert.is_true(got[i], i) end
     assert.equal(0, c:pending())
-    assert.is_true(dt < 5, ("%.2f s"):format(dt))
   end)
 
   it("survives a Redis restart: down and failing fast, then back with its scripts", function()

@@ -5,6 +5,7 @@ local core = require "graphcall.core"
 local socket = require "socket"
 local scratch = require "support.scratch"
 local redis_server = require "support.redis_server"
+local memcheck = require "support.memcheck"
 
 -- Wait for what r:events() asks, hand it to r:handle, collect the finished
 -- entries until done(got) or the connection drops; bounded by `timeout`.
@@ -127,22 +128,21 @@ describe("graphcall.redis (C handle)", function()
     assert.same({ { "bot-2", "2" } }, run(r, { "XPENDING", "st", "g" })[4])
   end)
 
+  -- Correctness only: the time is measured in bench/, not asserted in make
+  -- test; pump's deadline is a hang guard, generous under valgrind and ASan.
   it("answers 10,000 pipelined commands, all in order", function()
     run(r, { "DEL", "ctr" })
     local n, ids = 10000, {}
-    local t0 = socket.gettime()
     for i = 1, n do ids[i] = assert(r:command { "INCR", "ctr" }) end
     assert.equal(n, r:pending())
     assert.equal("rw", r:events()) -- connected: reads always, writes while the buffer has data
-    local got = pump(r, function(g) return #g == n end, 20)
-    local dt = socket.gettime() - t0
+    local got = pump(r, function(g) return #g == n end, memcheck.deadline(20))
     assert.equal(n, #got)
     for i = 1, n do
       assert.equal(ids[i], got[i].id)
       assert.equal(i, got[i].reply)
     end
     assert.equal(0, r:pending())
-    assert.is_true(dt < 10, ("%.2f s for %d commands"):format(dt, n))
   end)
 
   it("fails every pending command when the server dies mid-flight", function()

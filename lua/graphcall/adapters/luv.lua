@@ -17,11 +17,20 @@ local Adapter = {}
 Adapter.__index = Adapter
 
 --- Attach `loop` (default: graphcall's default loop) to luv's default loop.
+-- Raises when libuv refuses the loop's descriptor: EEXIST means a poll
+-- handle of luv's loop still watches that descriptor number (an adapter
+-- that was not closed before its graphcall loop was, whose descriptor
+-- number the kernel has handed out again).
 ---@param loop? graphcall.Loop
 ---@return graphcall.LuvAdapter
 function M.attach(loop)
   loop = loop or require("graphcall.loop").default()
-  local self = setmetatable({ loop = loop, poll = uv.new_poll(loop:fd()), timer = uv.new_timer(),
+  local fd = loop:fd()
+  local poll, err = uv.new_poll(fd)
+  if not poll then
+    error(("graphcall.adapters.luv: libuv cannot poll the loop's descriptor %d: %s"):format(fd, tostring(err)), 2)
+  end
+  local self = setmetatable({ loop = loop, poll = poll, timer = uv.new_timer(),
     prepare = uv.new_prepare() }, Adapter)
   local function step() loop:step(0) end
   self.poll:start("r", step)
@@ -34,9 +43,11 @@ function M.attach(loop)
   return self
 end
 
---- Detach from luv (idempotent); the graphcall loop stays open. libuv closes
--- handles in its next run: run it once more (`uv.run("nowait")`) before Lua
--- exits, or luv crashes closing them from a state that is going away.
+--- Detach from luv (idempotent); the graphcall loop stays open. Close the
+-- adapter before the graphcall loop: its poll handle watches the loop's
+-- descriptor. libuv closes handles in its next run: run it once more
+-- (`uv.run("nowait")`) before Lua exits, or luv crashes closing them from a
+-- state that is going away.
 function Adapter:close()
   if self.closed then return end
   self.closed = true
