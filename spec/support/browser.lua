@@ -60,7 +60,10 @@ function M.spawn(cmd, log)
   local status = log .. ".status"
   os.remove(status)
   local inner = cmd .. "; echo $? >" .. q(status)
-  local proc = assert(io.popen(("echo $$; exec setsid sh -c %s >%s 2>&1 </dev/null"):format(q(inner), q(log)), "r"))
+  -- without the sanitizer runtime `make asan` preloads into this process:
+  -- chromium and chromedriver hang under it
+  local proc = assert(io.popen(("echo $$; exec env -u LD_PRELOAD setsid sh -c %s >%s 2>&1 </dev/null")
+    :format(q(inner), q(log)), "r"))
   local pid = assert(tonumber(proc:read("l")), "spawn: no pid")
   return setmetatable({ proc = proc, pid = pid, log = log, status_file = status }, Process)
 end

@@ -78,9 +78,10 @@ describe("a client with a store", function()
     assert(call:wait("established", 5))
     call:set_checkpoint { step = "greeting", n = 3 }
     assert.same({ step = "greeting", n = 3 }, call.checkpoint)
+    -- the record is written without waiting: look until it is all there
     assert.is_true(loop:wait(function()
       local cp = conn:call { "HGET", "gc:call:" .. call.id, "checkpoint" }
-      return type(cp) == "string"
+      return type(cp) == "string" and conn:call { "HGET", "gc:call:" .. call.id, "state" } == "established"
     end, 5))
     local rec = conn:call { "HGETALL", "gc:call:" .. call.id }
     local fields = {}
