@@ -43,8 +43,7 @@ M.DEFAULTS = {
   liveness_ttl = 3,        -- seconds after which a silent instance counts as dead
   seen_ttl = 3600,         -- seconds a handled notification is remembered
   hint = "gi",             -- query parameter of the callbackUri naming the instance, for the load balancer
-  rate = false,            -- requests per second the whole fleet may send to Graph (a shared token
-                           -- bucket); false: no limit besides Graph's own 429s
+  rate = false,            -- requests/s the whole fleet may send (a shared token bucket); false: no limit
 }
 
 ---@class graphcall.Fleet
@@ -206,7 +205,11 @@ function Fleet:on_state(state)
   end
   self.loop:spawn(function()
     self:beat()
-    for _, call in pairs(self.client.calls) do
+    -- a copy: each record waits on Redis, and calls created meanwhile
+    -- would change the table under `pairs` (they are recorded by track)
+    local calls = {}
+    for _, call in pairs(self.client.calls) do calls[#calls + 1] = call end
+    for _, call in ipairs(calls) do
       self:record(call)
       if call.state == "established" and self:keep_alive(call) and call.keep_alive_timer then
         self.loop:cancel_timer(call.keep_alive_timer)
@@ -613,8 +616,9 @@ function Fleet:drain()
     if p ~= self.me and self.conn:call { "EXISTS", self:key("alive", p) } == 1 then live[#live + 1] = p end
   end
   if #live == 0 then return nil, core.new_error { kind = "no_peer", message = "no live instance to hand calls to" } end
-  local n = 0
-  for id, call in pairs(self.client.calls) do
+  local n, held = 0, {}
+  for id, call in pairs(self.client.calls) do held[id] = call end -- each move waits on Redis
+  for id, call in pairs(held) do
     local to = live[n % #live + 1]
     local moved = self.move:call({ self:key("call", id) }, { self.prefix, id, self.me, to })
     if type(moved) == "table" and moved[1] == 1 then

@@ -723,13 +723,21 @@ static void collect(gc_http *h)
 	start_waiting(h);
 }
 
-/* Run libcurl's timer when it is due. timer_at is left for libcurl to
- * change: it reports a new expiry only when it differs from the last one
- * it reported, so clearing it here could lose a timer. */
+/* Run libcurl's timer when it is due, then ask libcurl when it next wants
+ * to run. Its timer callback reports a new expiry only when it differs
+ * from the last one it reported: a timer_at left in the past would make
+ * every later wait return at once (an idle loop spinning on epoll_wait),
+ * and one cleared here could lose a timer. curl_multi_timeout is the
+ * authoritative answer. */
 static void run_timer(gc_http *h)
 {
-	if (h->timer_at >= 0 && h->timer_at <= now_ms())
-		act(h, CURL_SOCKET_TIMEOUT, 0);
+	long ms;
+
+	if (h->timer_at < 0 || h->timer_at > now_ms())
+		return;
+	act(h, CURL_SOCKET_TIMEOUT, 0);
+	if (curl_multi_timeout(h->multi, &ms) == CURLM_OK)
+		h->timer_at = ms < 0 ? -1 : now_ms() + ms;
 }
 
 static int ready_mask(uint32_t events)
