@@ -95,7 +95,7 @@ dev-deps:
 	@$(MAKE) --no-print-directory deps DEPS="$(DEV_DEPS)"
 
 lint:
-	luacheck -q lua spec examples bin types
+	luacheck -q lua spec examples bin types bench
 
 # busted's own launcher runs Lua 5.1 on Debian; .busted names lua5.4, so a
 # plain `busted` re-runs itself under it. Here the runner starts under

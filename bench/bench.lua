@@ -606,8 +606,8 @@ local function write_results(runtime)
       .. "state/odata_type.")
       :format(CFG.parse_seconds),
     ("Receiver: `wrk -t1 -c%d -d%ds` (on CPU 0) POSTs the call notification with Content-Type and the same Bearer "
-      .. "token every time (as Graph does; JWT off leaves it unverified) to the server under test (on CPU 1); the handler counts. "
-      .. "Requests/s as wrk reports it.")
+      .. "token every time (as Graph does; JWT off leaves it unverified) to the server under test (on CPU 1); "
+      .. "the handler counts. Requests/s as wrk reports it.")
       :format(CFG.wrk_connections, CFG.wrk_seconds),
     "Memory: VmHWM (peak RSS) of the graphcall process after the first 1,000 and after the last round trip / "
       .. "notification.",

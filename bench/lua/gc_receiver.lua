@@ -7,7 +7,6 @@
 -- Writes DIR/port (the port) and, for on/mem, DIR/token (a token signed like
 -- Graph's: one token reused for every notification), then serves until killed.
 local graphcall = require "graphcall"
-local core = require "graphcall.core"
 local cjson = require "cjson"
 local common = require "spec"
 

@@ -622,3 +622,40 @@ describe("emulator: transfer and recording status", function()
     end)
   end)
 end)
+
+describe("emulator: the notification token control", function()
+  it("GET /_emulator/notification_token gives the token the emulator signs its notifications with", function()
+    with_world(function(w)
+      local id = w.place()
+      local r = w.request("GET", "/_emulator/notification_token")
+      assert.equal(200, r.status)
+      assert.equal(APP_ID, r.json.app_id) -- the emulator's app_id option
+      assert.equal(w.emu:notification_token(APP_ID), r.json.token) -- the same, cached
+      -- a body POSTed with it passes the receiver's verification, as the emulator's own do
+      local body = cjson.encode { value = { { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
+        resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established",
+          toneInfo = { ["@odata.type"] = "#microsoft.graph.toneInfo", sequenceId = 7, tone = "tone7" } } } } }
+      local function post(token)
+        local res
+        w.loop:request({ method = "POST", url = w.rx:url(), body = body, headers = {
+          Authorization = "Bearer " .. token, ["Content-Type"] = "application/json" } }, function(x) res = x end)
+        w.until_(function() return res ~= nil end)
+        return res.status
+      end
+      assert.equal(202, post(r.json.token))
+      assert.equal(7, w.hear(3).resource_data.toneInfo.sequenceId)
+      -- another app's token (another audience) is refused
+      local other = w.request("GET", "/_emulator/notification_token?app_id=11111111-2222-3333-4444-555555555555")
+      assert.equal("11111111-2222-3333-4444-555555555555", other.json.app_id)
+      assert.equal(401, post(other.json.token))
+    end)
+  end)
+
+  it("needs an app id when the emulator has none and no app called it", function()
+    with_world({ app_id = false }, function(w)
+      local r = w.request("GET", "/_emulator/notification_token")
+      assert.equal(400, r.status)
+      assert.matches("app_id is required", r.json.error, 1, true)
+    end)
+  end)
+end)

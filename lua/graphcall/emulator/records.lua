@@ -7,6 +7,11 @@
 --   GET  /_emulator/records     {requests = [...], notifications = [...], calls = [...]}
 --   POST /_emulator/redeliver   {call_id}: post the call's last notification again, the
 --                               same body, as Graph does when it got no timely answer
+--   GET  /_emulator/notification_token?app_id=ID
+--                               {token}: the Bearer token the emulator puts on its own
+--                               notifications to app ID (default: its app_id option, else
+--                               the last app that called it), signed and cached the same way,
+--                               for a load generator that POSTs notifications a bot verifies
 -- @module graphcall.emulator.records
 local cjson = require("cjson.safe").new()
 
@@ -67,7 +72,8 @@ function M.redeliver(emu, id)
   return false
 end
 
---- Serve `/_emulator/records` and `/_emulator/redeliver`: true when it was one.
+--- Serve `/_emulator/records`, `/_emulator/redeliver` and
+-- `/_emulator/notification_token`: true when it was one.
 ---@param emu graphcall.Emulator
 ---@param req table the server's request
 ---@return boolean
@@ -75,6 +81,14 @@ function M.route(emu, req)
   local headers = { ["content-type"] = "application/json", ["cache-control"] = "no-store" }
   if req.path == "/_emulator/records" and req.method == "GET" then
     emu:respond(req, 200, cjson.encode(M.all(emu)), headers)
+  elseif req.path == "/_emulator/notification_token" and req.method == "GET" then
+    local app_id = ("&" .. (req.query or "")):match("&app_id=([%w%-]+)") or emu.app_id or emu.last_app_id
+    if type(app_id) ~= "string" then
+      emu:respond(req, 400, cjson.encode { error = "app_id is required (no app_id option, no app seen yet)" },
+        headers)
+    else
+      emu:respond(req, 200, cjson.encode { token = emu:notification_token(app_id), app_id = app_id }, headers)
+    end
   elseif req.path == "/_emulator/redeliver" and req.method == "POST" then
     local body = cjson.decode(req.body or "")
     local ok = type(body) == "table" and type(body.call_id) == "string" and M.redeliver(emu, body.call_id)
