@@ -36,6 +36,7 @@ local SEEN_MAX = 64 -- fingerprints kept per call to drop repeated notifications
 ---@field data table the call resource as Graph last described it
 ---@field result_info table? {code, subcode, message} once Graph gives one (e.g. terminated)
 ---@field roster table? the last list of participants Graph sent (participant resources)
+---@field etag string? the etag of the last notification about the call
 ---@field checkpoint table? the bot's own state of the call (`set_checkpoint`; restored on adoption)
 ---@field client graphcall.Client
 local Call = {}
@@ -143,6 +144,7 @@ end
 ---@return boolean # false when it was a repeat
 function Call:apply(n)
   if self:repeated(n) then return false end
+  if n.etag then self.etag = n.etag end -- the last one Graph sent (a fleet keeps it with the state)
   self:emit("notification", n)
   local data = n.resource_data
   if n.kind == "call" then

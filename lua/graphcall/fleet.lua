@@ -6,7 +6,7 @@
 -- In Redis (every key under `prefix`):
 --   alive:<instance>   the instance's liveness, renewed every `heartbeat` s, expiring after `liveness_ttl`
 --   instances          the set of instances that own calls
---   call:<id>          hash: owner, epoch, state, rank, tenant, callback_uri, crid, checkpoint
+--   call:<id>          hash: owner, epoch, state, rank, etag, tenant, callback_uri, crid, checkpoint
 --   owned:<instance>   the set of call ids the instance owns
 --   keepalive          sorted set: call id by when its next keepAlive is due (ms, Redis' clock)
 --   seen:<sha1>        a notification already handled, fleet-wide
@@ -81,11 +81,12 @@ redis.call('SADD', ARGV[1] .. 'owned:' .. to, ARGV[2])
 redis.call('SADD', ARGV[1] .. 'instances', to)
 return { 1, owner, epoch }]]
 
--- KEYS[1] call hash; ARGV: state, rank. The state never goes back.
+-- KEYS[1] call hash; ARGV: state, rank, etag (or ""). The state never goes back.
 local STATE = [[
 local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 if tonumber(ARGV[2]) < rank then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'rank', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'etag', ARGV[3]) end
 return 1]]
 
 -- KEYS[1] bucket hash; ARGV: rate per second. 0 when a token was taken,
@@ -359,7 +360,7 @@ end
 function Fleet:save_state(call)
   if not self.up or not call.state then return end
   self.state_script:eval({ self:key("call", call.id) },
-    { call.state, tostring(call_object.RANK[call.state] or 3) }, function() end)
+    { call.state, tostring(call_object.RANK[call.state] or 3), call.etag or "" }, function() end)
 end
 
 --- Put an established call on the shared keepAlive schedule.

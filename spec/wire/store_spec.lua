@@ -89,6 +89,8 @@ describe("a client with a store", function()
     assert.equal("bot-1", fields.owner)
     assert.equal("1", fields.epoch)
     assert.equal("established", fields.state)
+    assert.is_string(call.etag)
+    assert.equal(call.etag, fields.etag) -- the etag of the notification that established it
     assert.equal(call.client_request_id, fields.crid)
     assert.equal(rx:url() .. "?gi=bot-1&gc=" .. call.client_request_id, fields.callback_uri)
     assert.same({ step = "greeting", n = 3 }, cjson.decode(fields.checkpoint))
