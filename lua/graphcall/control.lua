@@ -209,12 +209,10 @@ function C:hangup()
   return self.client:hangup(self.id)
 end
 
---- Keep the call alive: `POST .../keepAlive` (200). The client does this by
--- itself every keep_alive_interval; a 404 means the call is gone: it is
--- marked terminated and its handlers hear so. Logged: "keep_alive" (info)
--- or "keep_alive_failed" (warn).
+--- What the outcome of a keepAlive means: logged; a 404 ends the call.
+---@param call graphcall.Call
+---@param err table? the error, or nil when Graph answered 200
 ---@return true|nil, table? # true, or nil, err
--- What the outcome of a keepAlive means: logged; a 404 ends the call.
 local function kept_alive(call, err)
   M.log_keep_alive(call.client.log, call.id, err)
   if not err then return true end
@@ -222,6 +220,11 @@ local function kept_alive(call, err)
   return nil, err
 end
 
+--- Keep the call alive: `POST .../keepAlive` (200). The client does this by
+-- itself every keep_alive_interval; a 404 means the call is gone: it is
+-- marked terminated and its handlers hear so. Logged: "keep_alive" (info)
+-- or "keep_alive_failed" (warn).
+---@return true|nil, table? # true, or nil, err
 function C:keep_alive()
   local ok, err = send(self, "POST", "/keepAlive", nil, OK)
   return kept_alive(self, not ok and err or nil)
