@@ -2,6 +2,7 @@
 -- @module graphcall.client
 local core = require "graphcall.core"
 local call_object = require "graphcall.call"
+local control = require "graphcall.control"
 local event_loop = require "graphcall.loop"
 local transport = require "graphcall.transport"
 local receiver = require "graphcall.receiver"
@@ -485,14 +486,24 @@ function Client:keep_alive_start(call)
   -- a fleet keeps it alive through the shared schedule; locally only while Redis is away
   if self.fleet and self.fleet:keep_alive(call) then return end
   if call.keep_alive_timer then return end
-  local function beat()
+  local beat
+  local function answered(ok, err)
+    if ok or (err and err.status ~= 404) then
+      -- try again at the next beat; a failure is logged (control), not fatal
+      if call.state ~= "terminated" and not call.keep_alive_timer then
+        call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat)
+      end
+    end
+  end
+  -- Nothing waits for the answer: the beats of many calls due at once go
+  -- out together. (Waiting in the timer nested a loop step per beat, each
+  -- running the next due beat inside it, until Lua's C stack ran out with a
+  -- few hundred calls established together; waiting in a task of its own
+  -- parks one coroutine per call, and every step resumes them all.)
+  beat = function()
     call.keep_alive_timer = nil
     if call.state == "terminated" then return end
-    local ok, err = call:keep_alive()
-    if ok or (err and err.status ~= 404) then
-      -- try again at the next beat; a failure is logged (call:keep_alive), not fatal
-      if call.state ~= "terminated" then call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat) end
-    end
+    control.keep_alive_async(call, answered)
   end
   call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat)
 end
@@ -513,6 +524,25 @@ function Client:call_request(id, method, suffix, body, expected)
   local err = transport.check(result, req, expected)
   if err then return nil, err end
   return result, req
+end
+
+--- `call_request` without waiting: `done(result, req)` or `done(nil, err)`
+-- runs from the loop.
+---@param id string the call's id
+---@param method string the HTTP method
+---@param suffix string the path after .../calls/{id}
+---@param body table? the JSON body (a Lua table)
+---@param expected table<integer, boolean> the statuses that mean success
+---@param done fun(result: table|nil, req_or_err: table)
+function Client:call_request_async(id, method, suffix, body, expected, done)
+  local encoded = body and assert(cjson.encode(body))
+  transport.send_async(context(self), { method = method, url = call_url(self, id) .. suffix, body = encoded },
+    function(result, req)
+      if not result then return done(nil, req) end
+      local err = transport.check(result, req, expected)
+      if err then return done(nil, err) end
+      done(result, req)
+    end)
 end
 
 function Client:__tostring()

@@ -209,6 +209,17 @@ function C:hangup()
   return self.client:hangup(self.id)
 end
 
+--- What the outcome of a keepAlive means: logged; a 404 ends the call.
+---@param call graphcall.Call
+---@param err table? the error, or nil when Graph answered 200
+---@return true|nil, table? # true, or nil, err
+local function kept_alive(call, err)
+  M.log_keep_alive(call.client.log, call.id, err)
+  if not err then return true end
+  if err.status == 404 then call:gone { code = 404, message = "keepAlive: the call no longer exists" } end
+  return nil, err
+end
+
 --- Keep the call alive: `POST .../keepAlive` (200). The client does this by
 -- itself every keep_alive_interval; a 404 means the call is gone: it is
 -- marked terminated and its handlers hear so. Logged: "keep_alive" (info)
@@ -216,10 +227,17 @@ end
 ---@return true|nil, table? # true, or nil, err
 function C:keep_alive()
   local ok, err = send(self, "POST", "/keepAlive", nil, OK)
-  M.log_keep_alive(self.client.log, self.id, err)
-  if ok then return true end
-  if err.status == 404 then self:gone { code = 404, message = "keepAlive: the call no longer exists" } end
-  return nil, err
+  return kept_alive(self, not ok and err or nil)
+end
+
+--- The client's automatic keepAlive: the request of `call:keep_alive()`,
+-- without waiting; `done(true)` or `done(nil, err)` runs from the loop.
+---@param call graphcall.Call
+---@param done fun(ok: boolean|nil, err: table?)
+function M.keep_alive_async(call, done)
+  call.client:call_request_async(call.id, "POST", "/keepAlive", nil, OK, function(result, err)
+    done(kept_alive(call, not result and err or nil))
+  end)
 end
 
 --- Play prompts (service-hosted media). opts: `prompts` (list of {uri, resource_id}, or

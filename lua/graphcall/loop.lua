@@ -527,7 +527,9 @@ function Loop:run_until(done, timeout)
     if self.stopped then return true end
     local now = self.clock()
     if deadline and now >= deadline then return false end
-    self:step(deadline and math.min(1, deadline - now) or 1)
+    -- as long as nothing happens (core.http waits 60 s at most): an idle
+    -- loop wakes only for what is due (it woke every second)
+    self:step(deadline and deadline - now or 60)
   end
   return true
 end
@@ -558,7 +560,7 @@ function Loop:wait(done, timeout)
   while not done() do
     local now = self.clock()
     if deadline and (now >= deadline or core.monotonic() >= real_deadline) then return false end
-    self:step(deadline and math.max(0, math.min(1, deadline - now, real_deadline - core.monotonic())) or 1)
+    self:step(deadline and math.max(0, math.min(deadline - now, real_deadline - core.monotonic())) or 60)
   end
   return true
 end

@@ -227,6 +227,27 @@ describe("automatic keepAlive", function()
     w.close()
   end)
 
+  it("keeps hundreds of calls whose beats fall due together alive, each beat rescheduled", function()
+    local w = world { keep_alive_interval = 900 }
+    local calls, errors = {}, {}
+    w.loop.on_callback_error = function(e) errors[#errors + 1] = tostring(e) end
+    for i = 1, 250 do calls[i] = w.call() end
+    local function rescheduled()
+      for i = 1, 250 do
+        if not calls[i].keep_alive_timer then return false end
+      end
+      return true
+    end
+    for round = 1, 2 do
+      w.advance(900)
+      assert.is_true(w.loop:wait(function() return w.requests("/keepAlive") == 250 * round and rescheduled() end, 10))
+      for i = 1, 250 do assert.equal("established", calls[i].state) end
+    end
+    assert.equal(500, w.requests("/keepAlive"))
+    assert.same({}, errors)
+    w.close()
+  end)
+
   it("without it, the emulator ends the call after 45 minutes: 408/8537", function()
     local w = world { keep_alive_interval = 2700 }
     local call = w.call()

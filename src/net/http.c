@@ -704,6 +704,39 @@ static void push_result(lua_State *L, transfer *t)
 	lua_setfield(L, -2, "body");
 }
 
+/* An HTTP/2 server may send its complete response, and end the stream,
+ * before it has read the whole request body (RFC 9113, 8.1; nginx does so
+ * whenever the answer does not depend on the body: a `return`, an early
+ * 401, 413 or 429). libcurl 7.88 sends an HTTP/2 request body in DATA
+ * frames in a later step than the HEADERS; if the answer and the end of
+ * the stream were read first, the step that sends the body finds the
+ * stream closed and fails the transfer with CURLE_HTTP2_STREAM ("stream N
+ * closed"; later libcurl releases keep the response instead). http_wait
+ * makes that gap as short as libcurl allows; this keeps what still falls
+ * into it: when the whole answer was delivered (a final status and, if it
+ * carries a body, exactly Content-Length bytes of it), the exchange
+ * succeeded and so does the transfer. When libcurl dropped the answer (its
+ * send step consumed the end of the stream before the answer was read: no
+ * status), the failure stands, and a create reports an unknown outcome
+ * (sent, no status): it is never resent. */
+static int answered_early(transfer *t)
+{
+	long status = 0, version = 0;
+	curl_off_t length = -1;
+
+	if ((t->result != CURLE_HTTP2_STREAM && t->result != CURLE_SEND_ERROR) ||
+	    t->too_large || t->too_many_headers || t->retry_refused)
+		return 0;
+	curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (version != CURL_HTTP_VERSION_2_0 || status < 200)
+		return 0;
+	if (status == 204 || status == 304)
+		return t->len == 0;
+	curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+	return length >= 0 && (curl_off_t)t->len == length;
+}
+
 /* Move finished transfers from libcurl to the done list. */
 static void collect(gc_http *h)
 {
@@ -716,6 +749,8 @@ static void collect(gc_http *h)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
 		t->result = msg->data.result;
+		if (answered_early(t))
+			t->result = CURLE_OK;
 		curl_multi_remove_handle(h->multi, t->easy);
 		list_remove(&h->active, t);
 		list_push(&h->done, t);
@@ -786,8 +821,15 @@ static int http_wait(lua_State *L)
 		int flags = 0;
 		if (!(evs[k].data.u64 & CURL_TAG))
 			continue;
+		/* Writable, always: libcurl 7.88 keeps these bits per connection
+		 * and hands them to the first transfer of the connection that runs,
+		 * which may be one that has just sent its HTTP/2 HEADERS in this
+		 * same call; told only "readable", it would not send its body
+		 * until a later wake-up, and a server answering before the body
+		 * (see answered_early) made libcurl fail it. A socket that is not
+		 * writable after all costs one send that returns EAGAIN. */
 		flags |= evs[k].events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0;
-		flags |= evs[k].events & EPOLLOUT ? CURL_CSELECT_OUT : 0;
+		flags |= CURL_CSELECT_OUT;
 		flags |= evs[k].events & EPOLLERR ? CURL_CSELECT_ERR : 0;
 		act(h, (curl_socket_t)(evs[k].data.u64 & ~CURL_TAG), flags);
 	}
