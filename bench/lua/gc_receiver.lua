@@ -6,6 +6,8 @@
 --                                             printing the peak RSS after 1,000 and after N
 -- Writes DIR/port (the port) and, for on/mem, DIR/token (a token signed like
 -- Graph's: one token reused for every notification), then serves until killed.
+-- With BENCH_TLS_DIR set, serves HTTPS itself (tls_cert/tls_key: the
+-- cert.pem and key.pem in that directory).
 local graphcall = require "graphcall"
 local cjson = require "cjson"
 local common = require "spec"
@@ -41,7 +43,16 @@ end
 local loop = graphcall.new_loop()
 local client = common.client("http://127.0.0.1:9", loop)
 local count, rss_first = 0, nil
+local tls_dir = os.getenv("BENCH_TLS_DIR")
+local function pem(name)
+  if not tls_dir or tls_dir == "" then return nil end
+  local f = assert(io.open(tls_dir .. "/" .. name, "rb"))
+  local text = f:read("a")
+  f:close()
+  return text
+end
 local rx = assert(client:receiver {
+  tls_cert = pem("cert.pem"), tls_key = pem("key.pem"),
   port = 0, path = "/api/calls", verify = verify, keys = keys or nil,
   max_connections = 256, max_per_ip = 256,
   handler = function(batch)
