@@ -265,9 +265,7 @@ function Fleet:beat_and_claim()
   if self:paused() == 0 then
     local due = self.claim:call({ self:key("keepalive") },
       { tostring(math.floor(self.client.keep_alive_interval * 1000)), "500" })
-    for _, id in ipairs(type(due) == "table" and due or {}) do
-      self.loop:spawn(function() self:send_keep_alive(id) end)
-    end
+    for _, id in ipairs(type(due) == "table" and due or {}) do self:send_keep_alive(id) end
   end
   -- dead peers: take their calls over, split among the live instances
   self.round = self.round + 1
@@ -326,13 +324,16 @@ end
 --- Send call `id`'s keepAlive (claimed from the shared schedule).
 ---@param id string
 function Fleet:send_keep_alive(id)
-  local _, err = self.client:call_request(id, "POST", "/keepAlive", nil, { [200] = true })
-  self.keep_alives = (self.keep_alives or 0) + 1
-  control.log_keep_alive(self.client.log, id, err, true)
-  if err and err.status == 404 then
-    local call = self.client.calls[id]
-    if call then call:gone(nil) else self:drop(id) end
-  end
+  -- without waiting: a task per keepAlive would park one coroutine per
+  -- call, and every loop step resumes the parked ones
+  self.client:call_request_async(id, "POST", "/keepAlive", nil, { [200] = true }, function(_, err)
+    self.keep_alives = (self.keep_alives or 0) + 1
+    control.log_keep_alive(self.client.log, id, err, true)
+    if err and err.status == 404 then
+      local call = self.client.calls[id]
+      if call then call:gone(nil) else self:drop(id) end
+    end
+  end)
 end
 
 --- Record a call this instance owns (created, answered or adopted).
