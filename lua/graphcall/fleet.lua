@@ -189,7 +189,6 @@ function Fleet:pending(crid)
   self.conn:command({ "SET", self:key("pending", crid), self.me, "EX", "3600" }, function() end)
 end
 
-
 --- Redis went away: every call this instance holds is kept alive by its own
 -- timer (a duplicate keepAlive is harmless, a missed one ends the call).
 -- Redis came back (or up the first time): the records are written again
