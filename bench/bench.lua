@@ -55,6 +55,9 @@ local function read(path)
   return s
 end
 
+-- the last line of this benchmark's part of RESULTS.md: what comes after it is kept
+local END = "<!-- end of the output of bench/bench.lua -->"
+
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
@@ -627,7 +630,18 @@ local function write_results(runtime)
   lines[#lines + 1] = ""
   for _, v in ipairs(versions()) do lines[#lines + 1] = ("- %s: %s"):format(v[1], v[2]) end
   lines[#lines + 1] = ""
-  write(B .. "/RESULTS.md", table.concat(lines, "\n"))
+  -- what follows this run's part (the sections other benchmarks and people
+  -- wrote: TLS, the loop at scale, the fleet) stays as it is
+  lines[#lines + 1] = END
+  local old = io.open(B .. "/RESULTS.md", "rb")
+  local rest = ""
+  if old then
+    local text = old:read("a")
+    old:close()
+    local at = text:find(END, 1, true)
+    rest = at and text:sub(at + #END) or ""
+  end
+  write(B .. "/RESULTS.md", table.concat(lines, "\n") .. rest)
 end
 
 ---------------------------------------------------------------------------
