@@ -54,7 +54,9 @@ describe("examples", function()
   end)
 
   it("examples/fleet/run: three instances, nginx, Redis and the emulator with one command", function()
-    local ok, out = run("examples/fleet/run")
+    -- without the sanitizer runtime `make asan` preloads: nginx and
+    -- redis-server are not built for it (nginx hangs under it)
+    local ok, out = run("env -u LD_PRELOAD examples/fleet/run")
     assert.is_true(ok, out)
     local _, placed = out:gsub("\nbot%-%d%s+placed%s", "")
     local _, adopted = out:gsub("\nbot%-[23]%s+adopted%s+[%x%-]+%s+[12]", "")
