@@ -54,7 +54,7 @@ DEPS := pkg-config gcc g++ make curl openssl lua5.4 liblua5.4-dev lua-cjson libc
         libssl-dev libmicrohttpd-dev libsimdjson-dev libhiredis-dev lua-busted luarocks lua-check lua-socket gzip \
         redis-server nginx lua-luv lua-cqueues lua-ldoc lua-markdown chromium chromium-driver
 # Development tools: sanitizers, fuzzing, leak checks, benchmark peers.
-DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace
+DEV_DEPS := clang libclang-rt-14-dev valgrind nginx wrk strace lua-sec
 
 .PHONY: all deps dev-deps test lint unit demo screenshot doc bench fuzz asan valgrind clean
 

@@ -16,7 +16,9 @@ sed -e "s|@DIR@|$D|g" -e "s|@PORT@|$P1 ssl|" -e "s|@RESPONSE@|$(printf '%s' "$RE
 sed -i -e "s|^  server {|  ssl_certificate $D/cert.pem; ssl_certificate_key $D/key.pem; http2_max_concurrent_streams ${H2_STREAMS:-128};\n  server {|" $D/nginx.conf
 awk -v p2=$P2 '/^  server \{/{f=1} f{buf=buf $0 "\n"} {print} /^  \}$/ && f{f=0; gsub(/listen 127.0.0.1:[0-9]+ ssl/, "listen 127.0.0.1:" p2 " ssl http2", buf); printf "%s", buf}' $D/nginx.conf > $D/n2.conf
 mkdir -p $D/client_body
-nginx -p $D -c $D/n2.conf -e $D/error.log & NG=$!
+# NGINX_CPU=c pins nginx (default: unpinned). The client's CPU per request
+# depends on it: with nginx on the other CPU every peer pays cross-CPU wake-ups.
+${NGINX_CPU:+taskset -c $NGINX_CPU} nginx -p $D -c $D/n2.conf -e $D/error.log & NG=$!
 sleep 0.5
 trap 'kill $NG 2>/dev/null; rm -rf $D' EXIT
 export LUA_PATH='./bench/lua/?.lua;./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'
@@ -26,12 +28,16 @@ cpu() { # cmd... -> user+sys seconds
   rm -f $D/st; $B/runstat $D/st "$@" >/dev/null; awk '{print $1+$2}' $D/st; }
 sys() { strace -f -c -o $D/sc "$@" >/dev/null 2>&1; awk '/ total$/{print $4}' $D/sc; }
 per() { awk -v a=$1 -v b=$2 -v n=$3 'BEGIN{printf "%.2f", (b-a)/n}'; }
-for v in h1 h2; do
+for v in ${PROTOS:-h1 h2}; do
   P=$P1; [ $v = h2 ] && P=$P2
   URL=https://127.0.0.1:$P
   for peer in ${PEERS:-graphcall curl graphcall256}; do
+    case $v-$peer in h2-sdk|h2-fetch|h2-luasec) continue;; esac
     if [ $peer = graphcall ]; then run() { echo "lua5.4 bench/lua/gc_create.lua $URL $1 seq"; }
     elif [ $peer = graphcall256 ]; then run() { echo "env BENCH_IN_FLIGHT=${IN_FLIGHT:-256} lua5.4 bench/lua/gc_create.lua $URL $1 many"; }
+    elif [ $peer = sdk ] || [ $peer = fetch ]; then
+      run() { echo "env NODE_EXTRA_CA_CERTS=$BENCH_CA node bench/node/create_$peer.js $URL $1"; }
+    elif [ $peer = luasec ]; then run() { echo "lua5.4 bench/lua/ls_tls.lua $URL $1"; }
     else run() { echo "$B/curl_loop $URL/v1.0/communications/calls bench/fixtures/create_body.json $1 $BENCH_CA $v"; }; fi
     best=""
     for r in 1 2 3; do
