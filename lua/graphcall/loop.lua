@@ -409,12 +409,14 @@ function Loop:wait_ms(limit)
   local first = self.heap[1]
   if first then wait = math.min(wait, first.at - now) end
   local ms = math.max(0, math.floor(wait * 1000 + 0.5))
-  for _, s in ipairs(self.servers) do
-    local st = s.server:timeout()
+  local servers, parked = self.servers, self.parked
+  for i = 1, #servers do
+    local st = servers[i].server:timeout()
     if st >= 0 then ms = math.min(ms, st) end
   end
-  for _, p in ipairs(self.parked) do
-    if p.at then ms = math.min(ms, math.max(0, math.floor((p.at - now) * 1000 + 0.5))) end
+  for i = 1, #parked do
+    local at = parked[i].at
+    if at then ms = math.min(ms, math.max(0, math.floor((at - now) * 1000 + 0.5))) end
   end
   local ct = self.http:timeout()
   if ct >= 0 then ms = math.min(ms, ct) end
@@ -475,7 +477,7 @@ end
 ---@return boolean # true when something happened
 function Loop:step_once(timeout)
   local results, ready = self.http:wait(self:wait_ms(timeout or 0))
-  local did = #results > 0 or #ready > 0
+  local did = #results > 0 or ready ~= nil
   local callbacks = self.callbacks
   for i = 1, #results do
     local r = results[i]
@@ -483,10 +485,12 @@ function Loop:step_once(timeout)
     callbacks[r.id] = nil
     if cb then xpcall(cb, self.on_callback_error, r) end
   end
-  local watches = self.watches
-  for i = 1, #ready, 2 do
-    local w, mask = watches[ready[i]], ready[i + 1]
-    if w then xpcall(w.fn, self.on_callback_error, mask & 1 ~= 0, mask & 2 ~= 0) end
+  if ready then
+    local watches = self.watches
+    for i = 1, #ready, 2 do
+      local w, mask = watches[ready[i]], ready[i + 1]
+      if w then xpcall(w.fn, self.on_callback_error, mask & 1 ~= 0, mask & 2 ~= 0) end
+    end
   end
   -- servers whose descriptor was ready or whose own timer is due (a copy:
   -- a handler may add or remove one)
@@ -546,21 +550,21 @@ function Loop:wait(done, timeout)
   if type(timeout) ~= "number" or timeout ~= timeout then
     error("graphcall.loop.wait: timeout must be a number of seconds (every wait has a deadline)", 2)
   end
-  local deadline = timeout and self.clock() + timeout
+  local deadline = self.clock() + timeout
   -- also bounded in real time, should an injected clock stand still
-  local real_deadline = timeout and core.monotonic() + timeout
+  local real_deadline = core.monotonic() + timeout
   if self.handlers[coroutine.running()] and coroutine.isyieldable() then
     -- a server's handler: back to the loop, which resumes it after each step
     while not done() do
-      if deadline and (self.clock() >= deadline or core.monotonic() >= real_deadline) then return false end
+      if self.clock() >= deadline or core.monotonic() >= real_deadline then return false end
       coroutine.yield(deadline)
     end
     return true
   end
   while not done() do
-    local now = self.clock()
-    if deadline and (now >= deadline or core.monotonic() >= real_deadline) then return false end
-    self:step(deadline and math.max(0, math.min(deadline - now, real_deadline - core.monotonic())) or 60)
+    local left = math.min(deadline - self.clock(), real_deadline - core.monotonic())
+    if left <= 0 then return false end
+    self:step(left)
   end
   return true
 end

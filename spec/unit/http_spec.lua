@@ -107,3 +107,39 @@ describe("core.http URLs", function()
     server:close()
   end)
 end)
+
+-- libcurl says REMOVE for a kept-alive connection after each request;
+-- core.http leaves it in the epoll set (no epoll_ctl per request) until
+-- libcurl asks for it again, an event comes for it, or libcurl closes it.
+describe("core.http kept-alive connections", function()
+  -- steps of at most 0.1 s that run in `seconds`: a few when the loop
+  -- sleeps, thousands when its descriptor stays readable
+  local function steps_in(loop, seconds)
+    local n, stop = 0, core.monotonic() + seconds
+    while core.monotonic() < stop do
+      loop:step(0.1)
+      n = n + 1
+    end
+    return n
+  end
+
+  it("one the server closes while idle leaves the loop asleep", function()
+    local server = assert(core.server { port = 0 })
+    local loop = graphcall.new_loop { timeout = 5 }
+    local url = ("http://127.0.0.1:%d/k"):format(server:port())
+    loop:add_server(server, function(req) server:respond(req.id, 200, "ok") end)
+    for i = 1, 3 do
+      local result
+      loop:request({ method = "GET", url = url }, function(r) result = r end)
+      assert.is_true(loop:run_until(function() return result end, 5))
+      assert.equal(200, result.status, "request " .. i)
+    end
+    -- the server goes, and its connection with it: the client's socket
+    -- reads EOF while libcurl is not waiting on it
+    loop:remove_server(server)
+    server:close()
+    local n = steps_in(loop, 0.3)
+    assert.is_true(n <= 10, ("the loop woke %d times in 0.3 s"):format(n))
+    loop:close()
+  end)
+end)

@@ -84,6 +84,8 @@ typedef struct {
 	parsed_url urls[URL_CACHE];
 	unsigned long url_clock;
 	int epfd;                   /* the loop's one descriptor */
+	unsigned char *socks;       /* by descriptor: SOCK_* of libcurl's sockets */
+	int nsocks;
 	long long timer_at;         /* libcurl's timer, monotonic ms; -1: none */
 	int closed;
 } gc_http;
@@ -96,26 +98,82 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: libcurl says which of its sockets to wait on,
- * for what; socketp remembers that a socket is in the epoll set. */
+/* The state of one of libcurl's sockets in the epoll set (h->socks[fd]).
+ * libcurl says REMOVE for a kept-alive connection after every request and
+ * asks for it again with the next one; the registration stays meanwhile,
+ * so a sequential request costs no epoll_ctl. An event for a socket
+ * libcurl no longer waits on removes it then (a server closing an idle
+ * connection), and closing a socket (on_close) removes it first. */
+#define SOCK_IN 1       /* registered for reading */
+#define SOCK_OUT 2      /* for writing */
+#define SOCK_ADDED 4    /* in the epoll set */
+#define SOCK_WANTED 8   /* libcurl waits on it */
+
+static int sock_slot(gc_http *h, curl_socket_t fd)
+{
+	if (fd < 0)
+		return 0;
+	if (fd >= h->nsocks) {
+		int n = h->nsocks ? h->nsocks : 64;
+		unsigned char *socks;
+		while (n <= fd)
+			n *= 2;
+		if (!(socks = realloc(h->socks, (size_t)n)))
+			return 0;
+		memset(socks + h->nsocks, 0, (size_t)(n - h->nsocks));
+		h->socks = socks;
+		h->nsocks = n;
+	}
+	return 1;
+}
+
+static void sock_forget(gc_http *h, curl_socket_t fd)
+{
+	if (fd < 0 || fd >= h->nsocks)
+		return;
+	if (h->socks[fd] & SOCK_ADDED)
+		epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+	h->socks[fd] = 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: libcurl says which of its sockets to wait on, for what. */
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *socketp)
 {
 	gc_http *h = ud;
 	struct epoll_event ev = { 0 };
+	int want, was, op;
 
 	(void)easy;
+	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
-		curl_multi_assign(h->multi, fd, NULL);
+		if (fd >= 0 && fd < h->nsocks)
+			h->socks[fd] &= (unsigned char)~SOCK_WANTED;
 		return 0;
 	}
-	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-	ev.data.u64 = CURL_TAG | (uint64_t)(unsigned)fd;
-	if (epoll_ctl(h->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0 &&
-	    epoll_ctl(h->epfd, socketp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0)
+	if (!sock_slot(h, fd))
 		return -1;
-	curl_multi_assign(h->multi, fd, h);
+	want = (what & CURL_POLL_IN ? SOCK_IN : 0) | (what & CURL_POLL_OUT ? SOCK_OUT : 0);
+	was = h->socks[fd];
+	if ((was & SOCK_ADDED) && (was & (SOCK_IN | SOCK_OUT)) == want) {
+		h->socks[fd] = (unsigned char)(was | SOCK_WANTED);
+		return 0;
+	}
+	ev.events = (want & SOCK_IN ? EPOLLIN : 0) | (want & SOCK_OUT ? EPOLLOUT : 0);
+	ev.data.u64 = CURL_TAG | (uint64_t)(unsigned)fd;
+	op = was & SOCK_ADDED ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(h->epfd, op, fd, &ev) != 0 &&
+	    epoll_ctl(h->epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
+		return -1;
+	h->socks[fd] = (unsigned char)(want | SOCK_ADDED | SOCK_WANTED);
 	return 0;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: out of the epoll set before it is closed
+ * (a child process holding a copy would keep the registration alive). */
+static int on_close(void *ud, curl_socket_t fd)
+{
+	sock_forget(ud, fd);
+	return close(fd);
 }
 
 /* CURLMOPT_TIMERFUNCTION: when libcurl next wants to run for its own sake. */
@@ -402,8 +460,11 @@ static int http_close(lua_State *L)
 		h->urls[i].u = NULL;
 		h->urls[i].url = NULL;
 	}
-	curl_multi_cleanup(h->multi);
+	curl_multi_cleanup(h->multi);       /* closes sockets through on_close */
 	h->multi = NULL;
+	free(h->socks);
+	h->socks = NULL;
+	h->nsocks = 0;
 	close(h->epfd);
 	h->epfd = -1;
 	return 0;
@@ -434,6 +495,8 @@ static CURL *new_easy(gc_http *h, const char *ca_file)
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, h);
 	return easy;
 }
 
@@ -795,7 +858,8 @@ static int ready_mask(uint32_t events)
  * libcurl's timer is due sooner) for any descriptor of the epoll set; let
  * libcurl act on its own sockets; return the transfers that finished, in
  * completion order, and the watched descriptors that became ready as a flat
- * list { token1, mask1, token2, mask2, ... } (mask: 1 readable, 2 writable). */
+ * list { token1, mask1, token2, mask2, ... } (mask: 1 readable, 2 writable),
+ * or nil when none did. */
 static int http_wait(lua_State *L)
 {
 	gc_http *h = check_http(L);
@@ -814,17 +878,21 @@ static int http_wait(lua_State *L)
 		if (due < timeout)
 			timeout = due < 0 ? 0 : due;
 	}
-	/* the ready list is made before libcurl runs, so no Lua error can
-	 * come between epoll_wait and the events being handed out */
 	lua_settop(L, 1);
 	lua_createtable(L, 0, 0);           /* 2: results, filled below */
-	lua_createtable(L, 8, 0);           /* 3: ready */
+	lua_pushnil(L);                     /* 3: ready, made when one is */
 	/* Finished transfers are returned without a look at the descriptors:
 	 * those stay ready (level-triggered) for the next wait. */
 	n = h->done.head ? 0 : epoll_wait(h->epfd, evs, MAX_EVENTS, (int)timeout);
+	/* The ready list is made before libcurl runs: a Lua error (no memory)
+	 * before then leaves every event to the next wait. */
 	for (int k = 0; k < n; k++) {
 		if (evs[k].data.u64 & CURL_TAG)
 			continue;
+		if (!nready) {
+			lua_createtable(L, 8, 0);
+			lua_replace(L, 3);
+		}
 		lua_pushinteger(L, (lua_Integer)evs[k].data.u64);
 		lua_rawseti(L, 3, ++nready);
 		lua_pushinteger(L, ready_mask(evs[k].events));
@@ -832,6 +900,7 @@ static int http_wait(lua_State *L)
 	}
 	for (int k = 0; k < n; k++) {
 		int flags = 0;
+		curl_socket_t fd;
 		if (!(evs[k].data.u64 & CURL_TAG))
 			continue;
 		/* Writable, always: libcurl 7.88 keeps these bits per connection
@@ -844,7 +913,13 @@ static int http_wait(lua_State *L)
 		flags |= evs[k].events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0;
 		flags |= CURL_CSELECT_OUT;
 		flags |= evs[k].events & EPOLLERR ? CURL_CSELECT_ERR : 0;
-		act(h, (curl_socket_t)(evs[k].data.u64 & ~CURL_TAG), flags);
+		fd = (curl_socket_t)(evs[k].data.u64 & ~CURL_TAG);
+		if (fd < h->nsocks && !(h->socks[fd] & SOCK_WANTED)) {
+			/* left registered after libcurl's REMOVE: out now */
+			sock_forget(h, fd);
+			continue;
+		}
+		act(h, fd, flags);
 	}
 	run_timer(h);
 	collect(h);
