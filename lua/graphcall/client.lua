@@ -242,19 +242,24 @@ end
 
 -- Send a request built by prepare_call/prepare_join: call | nil, err.
 -- `crid`: the client-request-id to send (a fleet's, in the callbackUri too).
-local function create(self, built, crid)
-  self.creating = self.creating + 1
-  local ok, result, req = pcall(transport.send, context(self),
+local function send_create(self, built, crid)
+  local result, req = transport.send(context(self),
     { method = built.method, url = built.url, body = built.body, create = true, client_request_id = crid })
   local call, err
-  if ok and result then
-    ok, call, err = pcall(created, self, result, req)
-  elseif ok then
+  if result then
+    call, err = created(self, result, req)
+  else
     err = req
   end
-  if ok then unknown_outcome(self, err) end
+  unknown_outcome(self, err)
+  return call, err
+end
+
+local function create(self, built, crid)
+  self.creating = self.creating + 1
+  local ok, call, err = pcall(send_create, self, built, crid)
   create_done(self)
-  if not ok then error(call or result, 0) end
+  if not ok then error(call, 0) end
   return call, err
 end
 

@@ -223,6 +223,84 @@ local function raised(e)
   return new_error { kind = "raised", error = e, message = tostring(e) }
 end
 
+-- One request being sent (send_async): its steps are functions of this
+-- state, so a request costs one table and one closure per attempt.
+--   ctx, req, done, lg; attempt (retries so far), refreshed (the token was),
+--   finished (done ran), started (clock when the attempt was logged)
+
+local function finish(st, a, b)
+  st.finished = true
+  st.done(a, b)
+end
+
+-- Run `fn(st, ...)`, a step run from the loop: what it raises goes to
+-- `done`, or, once done ran (done itself raised), to the loop's error hook.
+local function guarded(fn, st, ...)
+  local ok, e = pcall(fn, st, ...)
+  if ok then return end
+  if st.finished then error(e, 0) end
+  finish(st, nil, raised(e))
+end
+
+local attempt_request
+
+local function answered(st, result)
+  local ctx, req, lg, loop = st.ctx, st.req, st.lg, st.ctx.loop
+  if lg.info then log_response(lg, req, result, st.started, loop.clock) end
+  if is_expired_token(result) and not st.refreshed and ctx.tokens:refreshable() then
+    st.refreshed = true -- one refresh and one more try; not counted as a retry
+    ctx.tokens:invalidate()
+    if lg.warn then
+      lg:log("warn", "retry", { method = req.method, url = req.url, client_request_id = req.client_request_id,
+        reason = "token_expired", attempt = st.attempt, delay = 0 })
+    end
+    return attempt_request(st)
+  end
+  local throttled = result.status == 429
+  local again = retryable(result, req) and st.attempt < ctx.max_retries
+  if throttled and ctx.on_throttle or again then
+    local retry_after = result.headers and result.headers["retry-after"]
+    local delay = M.retry_delay(retry_after, st.attempt + 1, ctx.max_retry_wait)
+    if throttled and ctx.on_throttle then ctx.on_throttle(delay) end
+    if again then
+      st.attempt = st.attempt + 1
+      if lg.warn then
+        lg:log("warn", "retry", { method = req.method, url = req.url, client_request_id = req.client_request_id,
+          reason = reason(result), attempt = st.attempt, delay = delay, retry_after = retry_after })
+      end
+      loop:timer(delay, function() guarded(attempt_request, st) end)
+      return
+    end
+  end
+  result.attempts = st.attempt + 1
+  finish(st, result, req)
+end
+
+local function submit(st)
+  local lg, req, loop = st.lg, st.req, st.ctx.loop
+  if lg.info then
+    st.started = loop.clock()
+    lg:log("info", "request", { method = req.method, url = req.url, client_request_id = req.client_request_id,
+      attempt = st.attempt + 1 })
+  end
+  M.submit(loop, req, function(result) guarded(answered, st, result) end, lg)
+end
+
+function attempt_request(st)
+  local ctx, req, attempt = st.ctx, st.req, st.attempt
+  local token, terr = ctx.tokens:get(ctx.loop, ctx.client)
+  if not token then return finish(st, nil, terr) end
+  req.headers = {
+    ["Authorization"] = "Bearer " .. token,
+    ["Accept"] = "application/json",
+    ["client-request-id"] = req.client_request_id,
+    ["User-Agent"] = M.USER_AGENT,
+    ["Retry-Attempt"] = attempt > 0 and tostring(attempt) or nil,
+  }
+  if req.body then req.headers["Content-Type"] = "application/json" end
+  if ctx.gate then ctx.gate(function() guarded(submit, st) end) else submit(st) end
+end
+
 --- Send a Graph request with its token, retrying what may be retried;
 -- `done(result, req)` runs from the loop with the final result (or
 -- `done(nil, err)` when no token could be had, or when a later step raised:
@@ -237,80 +315,10 @@ end
 ---@param ctx table the sending context (client settings, token source)
 ---@param req table {method, url, headers, body, create}
 ---@param done fun(result: table?, req_or_err: table) runs once
----@return any # what loop:async returns
 function M.send_async(ctx, req, done)
-  local loop = ctx.loop
-  local lg = ctx.log or loop.log
   req.client_request_id = req.client_request_id or core.uuid()
-  local attempt, refreshed, finished, started = 0, false, false, nil
-  local function finish(a, b)
-    finished = true
-    done(a, b)
-  end
-  -- a step run from the loop: what it raises goes to `done`, or, once done
-  -- ran (done itself raised), to the loop's error hook
-  local function later(fn)
-    return function(...)
-      local ok, e = pcall(fn, ...)
-      if ok then return end
-      if finished then error(e, 0) end
-      finish(nil, raised(e))
-    end
-  end
-  local try
-  local function answered(result)
-    if lg.info then log_response(lg, req, result, started, loop.clock) end
-    if is_expired_token(result) and not refreshed and ctx.tokens:refreshable() then
-      refreshed = true -- one refresh and one more try; not counted as a retry
-      ctx.tokens:invalidate()
-      if lg.warn then
-        lg:log("warn", "retry", { method = req.method, url = req.url, client_request_id = req.client_request_id,
-          reason = "token_expired", attempt = attempt, delay = 0 })
-      end
-      return try()
-    end
-    local throttled = result.status == 429
-    if throttled and ctx.on_throttle or retryable(result, req) and attempt < ctx.max_retries then
-      local retry_after = result.headers and result.headers["retry-after"]
-      local delay = M.retry_delay(retry_after, attempt + 1, ctx.max_retry_wait)
-      if throttled and ctx.on_throttle then ctx.on_throttle(delay) end
-      if retryable(result, req) and attempt < ctx.max_retries then
-        attempt = attempt + 1
-        if lg.warn then
-          lg:log("warn", "retry", { method = req.method, url = req.url, client_request_id = req.client_request_id,
-            reason = reason(result), attempt = attempt, delay = delay, retry_after = retry_after })
-        end
-        loop:timer(delay, later(try))
-        return
-      end
-    end
-    result.attempts = attempt + 1
-    finish(result, req)
-  end
-  answered = later(answered)
-  function try()
-    local token, terr = ctx.tokens:get(loop, ctx.client)
-    if not token then return finish(nil, terr) end
-    req.headers = {
-      ["Authorization"] = "Bearer " .. token,
-      ["Accept"] = "application/json",
-      ["client-request-id"] = req.client_request_id,
-      ["User-Agent"] = M.USER_AGENT,
-      ["Retry-Attempt"] = attempt > 0 and tostring(attempt) or nil,
-    }
-    if req.body then req.headers["Content-Type"] = "application/json" end
-    local function submit()
-      if lg.info then
-        started = loop.clock()
-        lg:log("info", "request", { method = req.method, url = req.url, client_request_id = req.client_request_id,
-          attempt = attempt + 1 })
-      end
-      M.submit(loop, req, answered, lg)
-    end
-    if ctx.gate then ctx.gate(later(submit)) else submit() end
-  end
-  try()
-  return function() return finished end
+  attempt_request { ctx = ctx, req = req, done = done, lg = ctx.log or ctx.loop.log, attempt = 0,
+    refreshed = false, finished = false }
 end
 
 --- `send_async`, waiting on the loop for the outcome: result, req | nil, err.
