@@ -203,7 +203,7 @@ describe("graphcall.redis (C handle)", function()
 
   it("raises on misuse", function()
     assert.has_error(function() core.redis_connect { path = srv.path, colour = 1 } end,
-      "redis_connect: unknown key 'colour'")
+      "graphcall.redis_connect: unknown key 'colour'")
     assert.has_error(function() core.redis_connect { path = srv.path, port = 1 } end)
     assert.has_error(function() core.redis_connect { port = 0 } end)
     assert.has_error(function() core.redis_connect { path = ("x"):rep(200) } end)

@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 
 #include "graphcall.h"
+#include "common/list.h"
 
 #define MAX_HEADER_LINES 200
 #define MAX_HEADER_BYTES (64 * 1024)
@@ -64,17 +65,12 @@ typedef struct transfer {
 	int retry_refused;          /* libcurl wanted to resend a create request */
 	CURLcode result;
 	lua_Integer id;
-	struct transfer *prev, *next;
+	struct gc_link link;        /* in waiting, active or done */
 } transfer;
 
 typedef struct {
-	transfer *head, *tail;
-	size_t count;
-} list;
-
-typedef struct {
 	CURLM *multi;
-	list waiting, active, done;
+	struct gc_list waiting, active, done;
 	CURL *pool[EASY_POOL];
 	int pooled;
 	int max_in_flight;
@@ -186,30 +182,20 @@ static int on_timer(CURLM *multi, long ms, void *ud)
 	return 0;
 }
 
-static void list_push(list *l, transfer *t)
+static void list_push(struct gc_list *l, transfer *t)
 {
-	t->next = NULL;
-	t->prev = l->tail;
-	if (l->tail)
-		l->tail->next = t;
-	else
-		l->head = t;
-	l->tail = t;
-	l->count++;
+	gc_list_push(l, &t->link);
 }
 
-static void list_remove(list *l, transfer *t)
+static void list_remove(struct gc_list *l, transfer *t)
 {
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		l->head = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	else
-		l->tail = t->prev;
-	t->prev = t->next = NULL;
-	l->count--;
+	gc_list_remove(l, &t->link);
+}
+
+/* The first transfer of l, or NULL. */
+static transfer *list_first(struct gc_list *l)
+{
+	return GC_LIST_FIRST(l, transfer, link);
 }
 
 /* Give the easy handle back to the pool, or clean it up. A pooled handle
@@ -344,8 +330,8 @@ static void act(gc_http *h, curl_socket_t fd, int flags)
 
 static void start_waiting(gc_http *h)
 {
-	while (h->waiting.head && (int)h->active.count < h->max_in_flight) {
-		transfer *t = h->waiting.head;
+	while (h->waiting.head && (int)h->active.n < h->max_in_flight) {
+		transfer *t = list_first(&h->waiting);
 		list_remove(&h->waiting, t);
 		if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK) {
 			t->result = CURLE_OUT_OF_MEMORY;
@@ -364,45 +350,26 @@ static gc_http *check_http(lua_State *L)
 	return h;
 }
 
-static int field_integer(lua_State *L, int t, const char *key, lua_Integer dflt,
-                         lua_Integer min, lua_Integer max)
-{
-	lua_Integer v;
-	int isnum;
-
-	if (lua_getfield(L, t, key) == LUA_TNIL) {
-		lua_pop(L, 1);
-		return (int)dflt;
-	}
-	v = lua_tointegerx(L, -1, &isnum);
-	if (!isnum || v < min || v > max)
-		luaL_error(L, "graphcall.http: %s must be an integer from %I to %I", key, min, max);
-	lua_pop(L, 1);
-	return (int)v;
-}
-
 /* core.http{ connect_timeout_ms=, timeout_ms=, max_response_bytes=, max_in_flight=,
  *            ca_file= } -- ca_file: PEM bundle trusted instead of the system's */
 int gc_l_http(lua_State *L)
 {
-	static const char *const keys[] = {
-		"connect_timeout_ms", "timeout_ms", "max_response_bytes", "max_in_flight",
-		"ca_file", NULL
+	enum { O_CONNECT, O_TIMEOUT, O_MAX_RESPONSE, O_IN_FLIGHT, O_CA_FILE, O_COUNT };
+	static const gc_opt specs[O_COUNT] = {
+		[O_CONNECT] = { "connect_timeout_ms", GC_OPT_INTEGER, 0, 1, 600000, 10000, NULL },
+		[O_TIMEOUT] = { "timeout_ms", GC_OPT_INTEGER, 0, 1, 3600000, 30000, NULL },
+		[O_MAX_RESPONSE] = { "max_response_bytes", GC_OPT_INTEGER, 0, 1, 1 << 30, 4 * 1024 * 1024, NULL },
+		[O_IN_FLIGHT] = { "max_in_flight", GC_OPT_INTEGER, 0, 1, 1024, 32, NULL },
+		[O_CA_FILE] = { "ca_file", GC_OPT_STRING, GC_OPT_NO_NUL, 1, 4096, 0, "a path" },
 	};
+	gc_optval v[O_COUNT];
 	gc_http *h;
-	int connect_ms, total_ms, max_response, in_flight;
 
-	if (lua_isnoneornil(L, 1))
-		lua_newtable(L);
-	luaL_checktype(L, 1, LUA_TTABLE);
-	gc_check_keys(L, 1, "graphcall.http", keys);
-	connect_ms = field_integer(L, 1, "connect_timeout_ms", 10000, 1, 600000);
-	total_ms = field_integer(L, 1, "timeout_ms", 30000, 1, 3600000);
-	max_response = field_integer(L, 1, "max_response_bytes", 4 * 1024 * 1024, 1, 1 << 30);
-	in_flight = field_integer(L, 1, "max_in_flight", 32, 1, 1024);
-	lua_getfield(L, 1, "ca_file");
-	luaL_argcheck(L, lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING, 1,
-	              "ca_file must be a path");
+	gc_opts_read(L, 1, "graphcall.http", specs, O_COUNT, v);
+	if (v[O_CA_FILE].set)
+		lua_pushlstring(L, v[O_CA_FILE].s, v[O_CA_FILE].len);
+	else
+		lua_pushnil(L);
 
 	h = lua_newuserdatauv(L, sizeof *h, 1);
 	memset(h, 0, sizeof *h);
@@ -420,30 +387,30 @@ int gc_l_http(lua_State *L)
 		h->multi = NULL;
 		return luaL_error(L, "graphcall.http: epoll_create1: %s", strerror(errno));
 	}
-	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)in_flight);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)v[O_IN_FLIGHT].i);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	h->closed = 0;
-	h->connect_timeout_ms = connect_ms;
-	h->timeout_ms = total_ms;
-	h->max_response = (size_t)max_response;
-	h->max_in_flight = in_flight;
+	h->connect_timeout_ms = (long)v[O_CONNECT].i;
+	h->timeout_ms = (long)v[O_TIMEOUT].i;
+	h->max_response = (size_t)v[O_MAX_RESPONSE].i;
+	h->max_in_flight = (int)v[O_IN_FLIGHT].i;
 	return 1;
 }
 
 static int http_close(lua_State *L)
 {
 	gc_http *h = luaL_checkudata(L, 1, GC_HTTP_MT);
-	list *lists[] = { &h->waiting, &h->active, &h->done };
+	struct gc_list *lists[] = { &h->waiting, &h->active, &h->done };
 
 	if (h->closed)
 		return 0;
 	h->closed = 1;
 	for (int i = 0; i < 3; i++) {
 		while (lists[i]->head) {
-			transfer *t = lists[i]->head;
+			transfer *t = list_first(lists[i]);
 			list_remove(lists[i], t);
 			if (lists[i] == &h->active)
 				curl_multi_remove_handle(h->multi, t->easy);
@@ -924,7 +891,7 @@ static int http_wait(lua_State *L)
 	run_timer(h);
 	collect(h);
 	while (h->done.head) {
-		transfer *t = h->done.head;
+		transfer *t = list_first(&h->done);
 		push_result(L, t);
 		lua_rawseti(L, 2, ++i);
 		list_remove(&h->done, t);
@@ -981,7 +948,7 @@ static int http_pending(lua_State *L)
 {
 	gc_http *h = check_http(L);
 
-	lua_pushinteger(L, (lua_Integer)(h->waiting.count + h->active.count + h->done.count));
+	lua_pushinteger(L, (lua_Integer)(h->waiting.n + h->active.n + h->done.n));
 	return 1;
 }
 
@@ -1008,7 +975,7 @@ static int http_tostring(lua_State *L)
 		lua_pushliteral(L, GC_HTTP_MT ": (closed)");
 	else
 		lua_pushfstring(L, GC_HTTP_MT ": %I in flight, %I waiting",
-		                (lua_Integer)h->active.count, (lua_Integer)h->waiting.count);
+		                (lua_Integer)h->active.n, (lua_Integer)h->waiting.n);
 	return 1;
 }
 

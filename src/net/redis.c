@@ -456,32 +456,27 @@ static int settled_error(int fd)
  * name the resolver answers at once (hiredis resolves it synchronously). */
 int gc_l_redis_connect(lua_State *L)
 {
-	static const char *const keys[] = { "host", "port", "path", NULL };
-	const char *host = "127.0.0.1", *path = NULL;
-	lua_Integer port = 6379;
+	enum { O_HOST, O_PORT, O_PATH, O_COUNT };
+	static const gc_opt specs[O_COUNT] = {
+		[O_HOST] = { "host", GC_OPT_STRING, GC_OPT_NO_NUL, 1, 255, 0, "an address or a host name" },
+		[O_PORT] = { "port", GC_OPT_INTEGER, 0, 1, 65535, 6379, NULL },
+		[O_PATH] = { "path", GC_OPT_STRING, GC_OPT_NO_NUL, 1,
+		             sizeof(((struct sockaddr_un *)0)->sun_path) - 1, 0, "a socket path shorter than 108 bytes" },
+	};
+	gc_optval v[O_COUNT];
+	const char *host, *path;
+	lua_Integer port;
 	struct rbox *b;
 	redisAsyncContext *ac;
-	size_t len;
 	int err;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
-	gc_check_keys(L, 1, "redis_connect", keys);
-	if (lua_getfield(L, 1, "path") != LUA_TNIL) {
-		path = luaL_checklstring(L, -1, &len);
-		luaL_argcheck(L, len > 0 && len < sizeof(((struct sockaddr_un *)0)->sun_path) &&
-		              strlen(path) == len, 1, "path must be a socket path shorter than 108 bytes");
-	}
-	if (lua_getfield(L, 1, "host") != LUA_TNIL) {
-		luaL_argcheck(L, !path, 1, "give either path or host and port");
-		host = luaL_checklstring(L, -1, &len);
-		luaL_argcheck(L, len > 0 && strlen(host) == len, 1, "host must be a non-empty string");
-	}
-	if (lua_getfield(L, 1, "port") != LUA_TNIL) {
-		luaL_argcheck(L, !path, 1, "give either path or host and port");
-		luaL_argcheck(L, lua_isinteger(L, -1), 1, "port must be an integer");
-		port = lua_tointeger(L, -1);
-		luaL_argcheck(L, port >= 1 && port <= 65535, 1, "port must be 1 to 65535");
-	}
+	gc_opts_read(L, 1, WHERE "_connect", specs, O_COUNT, v);
+	if (v[O_PATH].set && (v[O_HOST].set || v[O_PORT].set))
+		return gc_opts_error(L, WHERE "_connect", "path", "goes alone: give either path or host and port");
+	host = v[O_HOST].set ? v[O_HOST].s : "127.0.0.1";
+	path = v[O_PATH].s;
+	port = v[O_PORT].i;
 
 	/* The box first, closed, so a failure below leaves nothing to free. */
 	b = lua_newuserdatauv(L, sizeof *b, 0);
