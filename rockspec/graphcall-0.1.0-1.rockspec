@@ -109,6 +109,7 @@ build = {
       ["graphcall.log"] = "lua/graphcall/log.lua",
       ["graphcall.loop"] = "lua/graphcall/loop.lua",
       ["graphcall.operation"] = "lua/graphcall/operation.lua",
+      ["graphcall.options"] = "lua/graphcall/options.lua",
       ["graphcall.participant"] = "lua/graphcall/participant.lua",
       ["graphcall.receiver"] = "lua/graphcall/receiver.lua",
       ["graphcall.redis"] = "lua/graphcall/redis.lua",

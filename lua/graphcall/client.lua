@@ -4,6 +4,7 @@ local core = require "graphcall.core"
 local call_object = require "graphcall.call"
 local control = require "graphcall.control"
 local event_loop = require "graphcall.loop"
+local options = require "graphcall.options"
 local transport = require "graphcall.transport"
 local receiver = require "graphcall.receiver"
 local token_source = require "graphcall.token"
@@ -67,9 +68,7 @@ end
 ---@return graphcall.Client
 function M.new(opts)
   if type(opts) ~= "table" then fail("expected an options table, got %s", type(opts)) end
-  for k in pairs(opts) do
-    if M.DEFAULTS[k] == nil then fail("unknown option '%s'", tostring(k)) end
-  end
+  options.check("graphcall.new", opts, M.DEFAULTS)
   for _, k in ipairs { "app_id", "tenant", "client_secret", "callback_uri", "graph_url", "endpoint", "login_url" } do
     check_type(opts, k, "string")
   end

@@ -9,6 +9,7 @@
 local core = require "graphcall.core"
 local transport = require "graphcall.transport"
 local operation = require "graphcall.operation"
+local options = require "graphcall.options"
 
 local M = { call = {}, participant = {} }
 local C, P = M.call, M.participant
@@ -17,13 +18,9 @@ local function raise(name, fmt, ...)
   error(("graphcall.%s: " .. fmt):format(name, ...), 3)
 end
 
+-- An action's options: `allowed` names them (name -> true).
 local function check(name, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then raise(name, "expected an options table, got %s", type(opts)) end
-  for k in pairs(opts) do
-    if not allowed[k] then raise(name, "unknown option '%s'", tostring(k)) end
-  end
-  return opts
+  return options.check("graphcall." .. name, opts, allowed, 3)
 end
 
 -- A string value: non-empty, at most `max` bytes, no control characters.
@@ -151,17 +148,17 @@ function C:answer(opts)
   end
   local p = parts(name, self, { modalities = opts.modalities or { "audio" }, media = opts.media or
     { type = "service_hosted" }, callback_uri = callback_uri })
-  local options
+  local call_options
   if opts.call_options ~= nil then
     if type(opts.call_options) ~= "table" then raise(name, "call_options: expected a table") end
-    options = { ["@odata.type"] = "#microsoft.graph.incomingCallOptions" }
+    call_options = { ["@odata.type"] = "#microsoft.graph.incomingCallOptions" }
     for k, v in pairs(opts.call_options) do
       if not CALL_OPTIONS[k] then raise(name, "call_options: unknown key '%s'", tostring(k)) end
-      options[CALL_OPTIONS[k]] = boolean(name, "call_options." .. k, v)
+      call_options[CALL_OPTIONS[k]] = boolean(name, "call_options." .. k, v)
     end
   end
   return send(self, "POST", "/answer", { callbackUri = p.callbackUri, acceptedModalities = p.requestedModalities,
-    mediaConfig = p.mediaConfig, callOptions = options,
+    mediaConfig = p.mediaConfig, callOptions = call_options,
     participantCapacity = integer(name, "participant_capacity", opts.participant_capacity, 1, 10000) }, ACCEPTED)
 end
 

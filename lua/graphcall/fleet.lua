@@ -28,6 +28,7 @@
 -- @module graphcall.fleet
 local core = require "graphcall.core"
 local redis = require "graphcall.redis"
+local options = require "graphcall.options"
 local call_object = require "graphcall.call"
 local control = require "graphcall.control"
 local cjson = require("cjson.safe").new()
@@ -127,12 +128,7 @@ return owner]]
 ---@return graphcall.Fleet
 function M.new(client, opts)
   if type(opts) ~= "table" then error("graphcall.new: store: expected an options table", 3) end
-  local o = {}
-  for k, v in pairs(opts) do
-    if M.DEFAULTS[k] == nil then error(("graphcall.new: store: unknown option '%s'"):format(tostring(k)), 3) end
-    o[k] = v
-  end
-  for k, v in pairs(M.DEFAULTS) do if o[k] == nil and v ~= false then o[k] = v end end
+  local o = options.read("graphcall.new: store", opts, M.DEFAULTS, 3)
   if type(o.instance) ~= "string" or not o.instance:match("^[%w%-_.]+$") then
     error("graphcall.new: store: instance must be a name of letters, digits, '-', '_' or '.'", 3)
   end

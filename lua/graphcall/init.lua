@@ -10,6 +10,7 @@
 local core = require "graphcall.core"
 local client = require "graphcall.client"
 local event_loop = require "graphcall.loop"
+local options = require "graphcall.options"
 
 local M = {
   _NAME = "graphcall",
@@ -33,7 +34,7 @@ M.new_loop = event_loop.new
 ---@param opts? {loop?: table, timeout?: number, done?: fun(): boolean}
 ---@return boolean
 function M.run(opts)
-  opts = event_loop.check_options("graphcall.run", opts, { loop = false, timeout = false, done = false })
+  opts = options.read("graphcall.run", opts, { loop = false, timeout = false, done = false })
   local loop = opts.loop or event_loop.default()
   return loop:run_until(opts.done or nil, opts.timeout or nil)
 end
@@ -122,11 +123,7 @@ function M.parse_notifications(body, opts)
     if type(opts) ~= "table" then
       error("graphcall.parse_notifications: opts must be a table", 2)
     end
-    for k in pairs(opts) do
-      if k ~= "max_bytes" then
-        error(("graphcall.parse_notifications: unknown option '%s'"):format(tostring(k)), 2)
-      end
-    end
+    options.check("graphcall.parse_notifications", opts, { max_bytes = true })
     max_bytes = opts.max_bytes
     if max_bytes ~= nil and (math.type(max_bytes) ~= "integer" or max_bytes <= 0) then
       error("graphcall.parse_notifications: max_bytes must be a positive integer", 2)

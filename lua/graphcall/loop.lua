@@ -18,6 +18,7 @@
 -- @module graphcall.loop
 local core = require "graphcall.core"
 local logging = require "graphcall.log"
+local options = require "graphcall.options"
 
 local M = {}
 
@@ -42,26 +43,11 @@ M.DEFAULTS = {
   trace = false,               -- true: trace requests in full (event "trace"); default: GRAPHCALL_TRACE=1
 }
 
-local function check_options(name, opts, defaults)
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then error(("%s: expected an options table, got %s"):format(name, type(opts)), 3) end
-  local out = {}
-  for k, v in pairs(opts) do
-    if defaults[k] == nil then error(("%s: unknown option '%s'"):format(name, tostring(k)), 3) end
-    out[k] = v
-  end
-  for k, v in pairs(defaults) do
-    if out[k] == nil and v ~= false then out[k] = v end
-  end
-  return out
-end
-M.check_options = check_options
-
 --- Create a loop. Most bots use the default one (`loop.default()`).
 ---@param opts? table
 ---@return graphcall.Loop
 function M.new(opts)
-  opts = check_options("graphcall.loop.new", opts, M.DEFAULTS)
+  opts = options.read("graphcall.loop.new", opts, M.DEFAULTS)
   logging.check("graphcall.loop.new", opts.log, opts.trace)
   if opts.on_error ~= nil and type(opts.on_error) ~= "function" then
     error(("graphcall.loop.new: on_error: expected a function, got %s"):format(type(opts.on_error)), 2)

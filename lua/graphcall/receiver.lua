@@ -8,7 +8,7 @@
 -- limit (413) are refused by the C server before any Lua runs.
 -- @module graphcall.receiver
 local core = require "graphcall.core"
-local graphcall_loop = require "graphcall.loop"
+local options = require "graphcall.options"
 local signing_keys = require "graphcall.keys"
 local cjson = require("cjson.safe").new()
 
@@ -142,7 +142,7 @@ end
 ---@param client graphcall.Client
 ---@return graphcall.Receiver|nil, table? # or nil, err
 function M.new(loop, opts, client)
-  opts = graphcall_loop.check_options("graphcall.receiver", opts, M.DEFAULTS)
+  opts = options.read("graphcall.receiver", opts, M.DEFAULTS)
   if opts.handler and type(opts.handler) ~= "function" then
     error("graphcall.receiver: handler must be a function", 3)
   end

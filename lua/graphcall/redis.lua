@@ -15,7 +15,7 @@
 -- command pending).
 -- @module graphcall.redis
 local core = require "graphcall.core"
-local event_loop = require "graphcall.loop"
+local options = require "graphcall.options"
 
 local M = {}
 
@@ -223,7 +223,7 @@ end
 ---@return graphcall.RedisConn
 function M.new(loop, opts)
   if type(loop) ~= "table" or not loop.watch then error("graphcall.redis.new: expected a loop", 2) end
-  opts = event_loop.check_options("graphcall.redis.new", opts, M.DEFAULTS)
+  opts = options.read("graphcall.redis.new", opts, M.DEFAULTS)
   for _, k in ipairs { "timeout", "connect_timeout", "backoff", "max_backoff" } do
     if type(opts[k]) ~= "number" or opts[k] ~= opts[k] or opts[k] <= 0 then
       error(("graphcall.redis.new: %s must be a positive number of seconds"):format(k), 2)

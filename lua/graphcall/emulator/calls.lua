@@ -4,7 +4,7 @@
 -- @module graphcall.emulator.calls
 local core = require "graphcall.core"
 local cjson = require("cjson.safe").new()
-local graphcall_loop = require "graphcall.loop"
+local options = require "graphcall.options"
 
 local M = {}
 local Emulator = {}
@@ -364,7 +364,7 @@ end
 ---@param opts table see above
 ---@return string # the call's id
 function Emulator:ring(opts)
-  opts = graphcall_loop.check_options("emulator:ring", opts,
+  opts = options.read("emulator:ring", opts,
     { callback_uri = false, from = false, app_id = false, modalities = false })
   if type(opts.callback_uri) ~= "string" or opts.callback_uri == "" then
     error("emulator:ring: callback_uri is required", 2)

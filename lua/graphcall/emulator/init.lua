@@ -30,6 +30,7 @@
 -- @module graphcall.emulator
 local core = require "graphcall.core"
 local graphcall_loop = require "graphcall.loop"
+local options = require "graphcall.options"
 local graphcall = require "graphcall"
 local calls = require "graphcall.emulator.calls"
 local actions = require "graphcall.emulator.actions"
@@ -186,7 +187,7 @@ end
 ---@param opts? table see `DEFAULTS`
 ---@return graphcall.Emulator|nil, table? # or nil, err
 function M.start(opts)
-  opts = graphcall_loop.check_options("graphcall.emulator.start", opts, M.DEFAULTS)
+  opts = options.read("graphcall.emulator.start", opts, M.DEFAULTS)
   local loop = opts.loop or graphcall_loop.default()
   -- Graph takes as many connections as a fleet of bots opens, all from one
   -- address here: no per-address limit, unlike a bot's receiver
@@ -241,7 +242,7 @@ Emulator.__close = Emulator.close
 ---@param opts table see above
 ---@return table # {client, receiver, emulator, url, ring, close}
 function M.session(opts)
-  opts = graphcall_loop.check_options("graphcall.emulator.session", opts,
+  opts = options.read("graphcall.emulator.session", opts,
     { app_id = os.getenv("GRAPHCALL_APP_ID") or "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698", endpoint = "v1.0" })
   local token = os.getenv("GRAPHCALL_TOKEN") or "demo-token"
   local url, emu = os.getenv("GRAPH_URL"), nil
