@@ -3,7 +3,9 @@
 # run, alternated (A B nginx, A B nginx, ...), so that machine drift cancels:
 #   - create-call, sequential, against the nginx stand-in: client CPU
 #     µs/request ((N=5000 - N=1000) / 4000, client and nginx on CPU 0) and
-#     system calls/request (strace -f -c, (N=1000 - N=200) / 800);
+#     system calls/request (strace -f -c, (N=1000 - N=200) / 800, as make
+#     bench counts them; and counted by perf stat, (N=5000 - N=1000) / 4000,
+#     when perf may read the raw_syscalls tracepoint);
 #   - the receiver with JWT on: requests/s under wrk (wrk on CPU 0, the
 #     receivers and nginx on CPU 1), and the ratio to nginx.
 # REV is built in a temporary worktree (make), removed afterwards. It is
@@ -52,9 +54,14 @@ cpu() { # tree N -> user+sys seconds
 	in_tree "$1" taskset -c 0 "$top/bench/build/runstat" "$tmp/stat" lua5.4 bench/lua/gc_create.lua "$url" "$2" seq >/dev/null
 	awk '{ print $1 + $2 }' "$tmp/stat"
 }
-syscalls() { # tree N -> total system calls
+syscalls() { # tree N -> total system calls, under strace -f -c (as make bench counts them)
 	in_tree "$1" strace -f -c -o "$tmp/strace" lua5.4 bench/lua/gc_create.lua "$url" "$2" seq >/dev/null
 	awk '$NF == "total" { print $4 }' "$tmp/strace"
+}
+syscalls_perf() { # tree N -> total system calls, counted by perf (no strace slowing the client down)
+	in_tree "$1" perf stat -x, -e raw_syscalls:sys_enter -o "$tmp/perf" taskset -c 0 \
+		lua5.4 bench/lua/gc_create.lua "$url" "$2" seq >/dev/null
+	awk -F, '/raw_syscalls/ { print $1 }' "$tmp/perf"
 }
 receiver() { # tree dir
 	mkdir -p "$2"
@@ -81,11 +88,18 @@ for t in a b; do
 	tree=$top; [ $t = b ] && tree=$tmp/b
 	hi=$(syscalls "$tree" 1000); lo=$(syscalls "$tree" 200)
 	echo "$hi $lo" | awk '{ printf "%.2f\n", ($1 - $2) / 800 }' >"$tmp/sys.$t"
+	if perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1; then
+		hi=$(syscalls_perf "$tree" 5000); lo=$(syscalls_perf "$tree" 1000)
+		echo "$hi $lo" | awk '{ printf "%.2f\n", ($1 - $2) / 4000 }' >"$tmp/perf.$t"
+	else
+		echo "-" >"$tmp/perf.$t"
+	fi
 done
 ca=$(median <"$tmp/cpu.a"); cb=$(median <"$tmp/cpu.b")
 printf 'create-call sequential, client CPU µs/request: A %s (%s)  B %s (%s)  A/B %.2f\n' \
 	"$ca" "$(paste -sd' ' "$tmp/cpu.a")" "$cb" "$(paste -sd' ' "$tmp/cpu.b")" "$(echo "$ca $cb" | awk '{ print $1 / $2 }')"
-printf 'create-call sequential, system calls/request: A %s  B %s\n' "$(cat "$tmp/sys.a")" "$(cat "$tmp/sys.b")"
+printf 'create-call sequential, system calls/request: under strace A %s  B %s; counted by perf A %s  B %s\n' \
+	"$(cat "$tmp/sys.a")" "$(cat "$tmp/sys.b")" "$(cat "$tmp/perf.a")" "$(cat "$tmp/perf.b")"
 
 pin_nginx 1
 receiver "$top" "$tmp/rx-a"; receiver "$tmp/b" "$tmp/rx-b"
