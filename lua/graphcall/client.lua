@@ -119,6 +119,7 @@ function M.new(opts)
     max_retry_wait = opts.max_retry_wait or M.DEFAULTS.max_retry_wait,
     keep_alive_interval = kai or M.DEFAULTS.keep_alive_interval,
     calls = {},          -- the registry: call id -> call object, until terminated
+    keep_alives = {},    -- call -> its keepAlive timer (the client's: keep_alive_start/stop)
     handlers = {},       -- client events ("incoming", "notification", "unknown")
     creating = 0,        -- create requests in flight
     early = {},          -- notifications that beat their call's 201 (see Client:handle)
@@ -390,10 +391,7 @@ end
 --- A terminated call leaves the registry (the object keeps its result_info).
 ---@param call graphcall.Call
 function Client:forget(call)
-  if call.keep_alive_timer then
-    self.loop:cancel_timer(call.keep_alive_timer)
-    call.keep_alive_timer = nil
-  end
+  self:keep_alive_stop(call)
   if self.calls[call.id] == call then
     self.calls[call.id] = nil
     if self.fleet then self.fleet:drop(call.id) end
@@ -489,13 +487,14 @@ end
 function Client:keep_alive_start(call)
   -- a fleet keeps it alive through the shared schedule; locally only while Redis is away
   if self.fleet and self.fleet:keep_alive(call) then return end
-  if call.keep_alive_timer then return end
+  local timers = self.keep_alives
+  if timers[call] then return end
   local beat
   local function answered(ok, err)
     if ok or (err and err.status ~= 404) then
       -- try again at the next beat; a failure is logged (control), not fatal
-      if call.state ~= "terminated" and not call.keep_alive_timer then
-        call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat)
+      if call.state ~= "terminated" and not timers[call] then
+        timers[call] = self.loop:timer(self.keep_alive_interval, beat)
       end
     end
   end
@@ -505,11 +504,22 @@ function Client:keep_alive_start(call)
   -- few hundred calls established together; waiting in a task of its own
   -- parks one coroutine per call, and every step resumes them all.)
   beat = function()
-    call.keep_alive_timer = nil
+    timers[call] = nil
     if call.state == "terminated" then return end
     control.keep_alive_async(call, answered)
   end
-  call.keep_alive_timer = self.loop:timer(self.keep_alive_interval, beat)
+  timers[call] = self.loop:timer(self.keep_alive_interval, beat)
+end
+
+--- Stop the automatic keepAlive of a call (it ended, or another instance
+-- of the fleet keeps it alive now).
+---@param call graphcall.Call
+function Client:keep_alive_stop(call)
+  local timer = self.keep_alives[call]
+  if timer then
+    self.loop:cancel_timer(timer)
+    self.keep_alives[call] = nil
+  end
 end
 
 --- Send a request about one call: `method .../calls/{id}<suffix>` with an

@@ -207,10 +207,7 @@ function Fleet:on_state(state)
     for _, call in pairs(self.client.calls) do calls[#calls + 1] = call end
     for _, call in ipairs(calls) do
       self:record(call)
-      if call.state == "established" and self:keep_alive(call) and call.keep_alive_timer then
-        self.loop:cancel_timer(call.keep_alive_timer)
-        call.keep_alive_timer = nil
-      end
+      if call.state == "established" and self:keep_alive(call) then self.client:keep_alive_stop(call) end
     end
   end)
 end
@@ -622,7 +619,7 @@ function Fleet:drain()
       self.conn:call { "XADD", self:key("inbox", to), "*", "handoff", id }
       n = n + 1
     end
-    if call.keep_alive_timer then self.loop:cancel_timer(call.keep_alive_timer) end
+    self.client:keep_alive_stop(call)
     self.client.calls[id] = nil
   end
   -- still listed among the instances: the others see it gone (no liveness)

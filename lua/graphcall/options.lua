@@ -11,7 +11,7 @@
 -- `level` is the error level as `error` counts it from the function that
 -- calls `check` or `read` (default 2: its caller, the code that passed the
 -- options).
----@class graphcall.options
+-- @module graphcall.options
 local M = {}
 
 --- Check `opts` (nil: no options) against `known`, a table whose keys are

@@ -234,7 +234,7 @@ describe("automatic keepAlive", function()
     for i = 1, 250 do calls[i] = w.call() end
     local function rescheduled()
       for i = 1, 250 do
-        if not calls[i].keep_alive_timer then return false end
+        if not w.client.keep_alives[calls[i]] then return false end
       end
       return true
     end
@@ -252,7 +252,7 @@ describe("automatic keepAlive", function()
     local w = world { keep_alive_interval = 2700 }
     local call = w.call()
     w.client.keep_alive_start = function() end -- (a bot that forgot; the timer is already set)
-    w.loop:cancel_timer(call.keep_alive_timer)
+    w.loop:cancel_timer(w.client.keep_alives[call])
     w.advance(2760)
     w.settle()
     assert.equal("terminated", call.state)
