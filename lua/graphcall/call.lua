@@ -52,6 +52,12 @@ function Call.__index(self, key)
   local text = rawget(self, "data_text")
   if not text then return nil end
   local data = cjson.decode(text)
+  -- what notifications changed while nobody had read it (Call:apply)
+  local updates = rawget(self, "data_updates")
+  if updates then
+    for k, v in pairs(updates) do data[k] = v end
+    rawset(self, "data_updates", nil)
+  end
   rawset(self, "data", data)
   rawset(self, "data_text", nil)
   return data
@@ -77,8 +83,9 @@ function M.new(client, data, location, text)
     location = location,
     data = not text and data or nil,
     data_text = text,
-    -- made on first use (table_of): handlers, seen and seen_order (the
-    -- notifications' fingerprints), operations (by id) and early
+    -- made on first use (table_of): handlers, seen_order (the
+    -- notifications' fingerprints), data_updates (what notifications changed
+    -- in data before it was decoded), operations (by id) and early
     -- (completions that beat the action's own answer)
   }, Call)
 end
@@ -112,12 +119,14 @@ function Call:repeated(n)
   -- the content only when there is no etag: it decodes resource_data
   local key = table.concat({ n.change_type, n.resource_url,
     n.etag or cjson.encode(n.resource_data or {}) or "" }, "\0")
-  local seen = table_of(self, "seen")
-  if seen[key] then return true end
-  seen[key] = true
-  local order = table_of(self, "seen_order")
-  order[#order + 1] = key
-  if #order > SEEN_MAX then seen[table.remove(order, 1)] = nil end
+  -- the last SEEN_MAX, oldest first: a scan of at most 64 is cheaper in
+  -- memory than a set beside the list, on every live call
+  local seen = table_of(self, "seen_order")
+  for i = 1, #seen do
+    if seen[i] == key then return true end
+  end
+  seen[#seen + 1] = key
+  if #seen > SEEN_MAX then table.remove(seen, 1) end
   return false
 end
 
@@ -149,7 +158,11 @@ function Call:apply(n)
   local data = n.resource_data
   if n.kind == "call" then
     if type(data) == "table" then
-      for k, v in pairs(data) do self.data[k] = v end
+      -- merged into call.data; while that is still the text of the 201
+      -- (nobody read it), beside it: a live call's decoded resource was
+      -- most of its memory
+      local into = rawget(self, "data_text") and table_of(self, "data_updates") or self.data
+      for k, v in pairs(data) do into[k] = v end
       if type(data.toneInfo) == "table" then self:emit("tone", data.toneInfo) end
     end
     if n.result_info then self.result_info = n.result_info end

@@ -482,33 +482,38 @@ function Client:handle(n)
   end
 end
 
+local arm_keep_alive
+
+-- One keepAlive of `call`. Nothing waits for the answer: the beats of many
+-- calls due at once go out together. (Waiting in the timer nested a loop
+-- step per beat, each running the next due beat inside it, until Lua's C
+-- stack ran out with a few hundred calls established together; waiting in
+-- a task of its own parks one coroutine per call, and every step resumes
+-- them all.)
+local function beat(self, call)
+  self.keep_alives[call] = nil
+  if call.state == "terminated" then return end
+  control.keep_alive_async(call, function(ok, err)
+    -- again at the next beat; a failure is logged (control), not fatal
+    if (ok or (err and err.status ~= 404)) and call.state ~= "terminated" and not self.keep_alives[call] then
+      arm_keep_alive(self, call)
+    end
+  end)
+end
+
+-- The next beat of `call`: between beats a live call holds only this timer
+-- and its closure (10,000 live calls are the scale to plan for).
+function arm_keep_alive(self, call)
+  self.keep_alives[call] = self.loop:timer(self.keep_alive_interval, function() beat(self, call) end)
+end
+
 --- Start the automatic keepAlive of an established call.
 ---@param call graphcall.Call
 function Client:keep_alive_start(call)
   -- a fleet keeps it alive through the shared schedule; locally only while Redis is away
   if self.fleet and self.fleet:keep_alive(call) then return end
-  local timers = self.keep_alives
-  if timers[call] then return end
-  local beat
-  local function answered(ok, err)
-    if ok or (err and err.status ~= 404) then
-      -- try again at the next beat; a failure is logged (control), not fatal
-      if call.state ~= "terminated" and not timers[call] then
-        timers[call] = self.loop:timer(self.keep_alive_interval, beat)
-      end
-    end
-  end
-  -- Nothing waits for the answer: the beats of many calls due at once go
-  -- out together. (Waiting in the timer nested a loop step per beat, each
-  -- running the next due beat inside it, until Lua's C stack ran out with a
-  -- few hundred calls established together; waiting in a task of its own
-  -- parks one coroutine per call, and every step resumes them all.)
-  beat = function()
-    timers[call] = nil
-    if call.state == "terminated" then return end
-    control.keep_alive_async(call, answered)
-  end
-  timers[call] = self.loop:timer(self.keep_alive_interval, beat)
+  if self.keep_alives[call] then return end
+  arm_keep_alive(self, call)
 end
 
 --- Stop the automatic keepAlive of a call (it ended, or another instance
