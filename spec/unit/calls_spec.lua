@@ -53,7 +53,7 @@ describe("call objects", function()
     local c = client()
     local call = tracked(c, "c9")
     -- its handlers, fingerprints and operations are made on first use
-    assert.same({}, { rawget(call, "handlers"), rawget(call, "seen"), rawget(call, "operations") })
+    assert.same({}, { rawget(call, "handlers"), rawget(call, "seen_order"), rawget(call, "operations") })
     c:dispatch(state("c9", "established", 'W/"1"'))
     c:dispatch(state("c9", "established", 'W/"1"'))
     assert.equal("established", call.state)
@@ -63,6 +63,31 @@ describe("call objects", function()
     c:dispatch(state("c9", "terminated", 'W/"2"'))
     assert.same({ "terminated" }, seen)
     assert.matches("call:on%(event, fn%)", select(2, pcall(call.on, call, 1)))
+  end)
+
+  it("keep data as the 201's text until it is read, with what notifications changed meanwhile", function()
+    local c = client()
+    local text = cjson.encode { id = "c7", state = "establishing", direction = "outgoing",
+      callbackUri = "https://bot/cb", subject = "first", tenantId = "t-1" }
+    local call = c:track(require("graphcall.call").new(c, { id = "c7", state = "establishing",
+      direction = "outgoing" }, "https://graph/c7", text))
+    c:dispatch(batch("c7", "updated", { ["@odata.type"] = "#microsoft.graph.call", state = "established",
+      subject = "second" }))
+    c:dispatch(batch("c7", "updated", { ["@odata.type"] = "#microsoft.graph.call", state = "established",
+      subject = "third", ["@odata.etag"] = 'W/"3"' }))
+    assert.equal("established", call.state)
+    assert.is_nil(rawget(call, "data")) -- not decoded by the notifications
+    assert.equal(text, rawget(call, "data_text"))
+    local data = call.data
+    assert.same({ id = "c7", state = "established", direction = "outgoing", callbackUri = "https://bot/cb",
+      subject = "third", tenantId = "t-1", ["@odata.type"] = "#microsoft.graph.call", ["@odata.etag"] = 'W/"3"' },
+      data)
+    assert.is_nil(rawget(call, "data_text"))
+    assert.is_nil(rawget(call, "data_updates"))
+    -- once decoded, later notifications change the table itself
+    c:dispatch(batch("c7", "updated", { ["@odata.type"] = "#microsoft.graph.call", subject = "fourth" }))
+    assert.equal(data, call.data)
+    assert.equal("fourth", data.subject)
   end)
 
   it("same content without an etag is a repeat too; different content is not", function()
