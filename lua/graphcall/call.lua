@@ -116,9 +116,8 @@ end
 ---@param n graphcall.notification
 ---@return boolean
 function Call:repeated(n)
-  -- the content only when there is no etag: it decodes resource_data
-  local key = table.concat({ n.change_type, n.resource_url,
-    n.etag or cjson.encode(n.resource_data or {}) or "" }, "\0")
+  -- the content only when there is no etag: resourceData as Graph sent it
+  local key = table.concat({ n.change_type, n.resource_url, n.etag or n.resource_json or "" }, "\0")
   -- the last SEEN_MAX, oldest first: a scan of at most 64 is cheaper in
   -- memory than a set beside the list, on every live call
   local seen = table_of(self, "seen_order")

@@ -588,6 +588,25 @@ describe("graphcall.parse_notifications", function()
       assert.is_true(rawequal(data, listed))
     end)
 
+    it("gives resource_json, the text Graph sent, without decoding it, in a batch too", function()
+      local text = '{"state" : "established", "id":"x3", "n":[1, 2.5]}'
+      local n = parse_one(call_body(text))
+      assert.equal(text, n.resource_json)
+      for k in pairs(n) do assert.not_equal("resource_json", k) end
+      -- once decoded, lua-cjson's writing of the same table
+      local data = n.resource_data
+      assert.same(data, require("cjson").decode(n.resource_json))
+      assert.is_nil(parse_one(call_body(nil)).resource_json)
+      local batch = assert(graphcall.parse_notifications(envelope(call_item('{"a":1}'), call_item('[{"b":2}]'))))
+      assert.equal('[{"b":2}]', batch[2].resource_json)
+      assert.equal('{"a":1}', batch[1].resource_json)
+      assert.equal(2, batch[2].resource_data[1].b)
+      -- a body only the reference pass takes: the table written again, or nil when cjson cannot
+      local ref = parse_one(call_body('{"a":"x\ty"}')) -- a raw tab: simdjson refuses it, lua-cjson takes it
+      assert.same({ a = "x\ty" }, require("cjson").decode(ref.resource_json))
+      assert.is_nil(parse_one(call_body('{"a":1e999}')).resource_json)
+    end)
+
     it("lists resource_data in pairs before it was ever read", function()
       local n = parse_one(call_body('{"state":"established","id":"x2"}'))
       local listed

@@ -721,33 +721,44 @@ static notification *check_notification(lua_State *L)
 	return n;
 }
 
+/* Find the text of n's resourceData (n at ud, not decoded yet): *body and
+ * the span [*off, *off + *len). Pushes what keeps the body alive (one or
+ * two values). */
+static void locate_data(lua_State *L, int ud, notification *n, const char **body, size_t *off,
+                        size_t *len)
+{
+	size_t blen;
+
+	if (lua_getiuservalue(L, ud, 2) == LUA_TSTRING) {   /* a batch of one */
+		gc_jspan sp = { n->data_field, 0, 0 };
+		*body = lua_tolstring(L, -1, &blen);
+		if (!gc_jscan_locate(*body, blen, n->value_field, &sp, 1))
+			luaL_error(L, "graphcall.notification: resource_data not found");
+		*off = sp.off;
+		*len = sp.len;
+	} else {
+		pending_data *pd = lua_touserdata(L, -1);
+		lua_getiuservalue(L, -1, 1);
+		*body = lua_tolstring(L, -1, &blen);
+		if (!pd->located) {
+			if (!gc_jscan_locate(*body, blen, pd->value_field, pd->spans, pd->n))
+				luaL_error(L, "graphcall.notification: resource_data not found");
+			pd->located = 1;
+		}
+		*off = pd->spans[n->item].off;
+		*len = pd->spans[n->item].len;
+	}
+}
+
 /* Push the decoded resourceData of n (at ud); its text was validated with
  * the whole body, so lua-cjson takes it. */
 static void push_data(lua_State *L, int ud, notification *n)
 {
 	const char *body;
-	size_t len, off, dlen;
+	size_t off, dlen;
 	int base = lua_gettop(L);
 
-	if (lua_getiuservalue(L, ud, 2) == LUA_TSTRING) {   /* a batch of one */
-		gc_jspan sp = { n->data_field, 0, 0 };
-		body = lua_tolstring(L, -1, &len);
-		if (!gc_jscan_locate(body, len, n->value_field, &sp, 1))
-			luaL_error(L, "graphcall.notification: resource_data not found");
-		off = sp.off;
-		dlen = sp.len;
-	} else {
-		pending_data *pd = lua_touserdata(L, -1);
-		lua_getiuservalue(L, -1, 1);
-		body = lua_tolstring(L, -1, &len);
-		if (!pd->located) {
-			if (!gc_jscan_locate(body, len, pd->value_field, pd->spans, pd->n))
-				luaL_error(L, "graphcall.notification: resource_data not found");
-			pd->located = 1;
-		}
-		off = pd->spans[n->item].off;
-		dlen = pd->spans[n->item].len;
-	}
+	locate_data(L, ud, n, &body, &off, &dlen);
 	lua_pushlstring(L, body + off, dlen);
 	if (!gc_json_call(L, "decode"))
 		luaL_error(L, "graphcall.notification: resource_data: %s", lua_tostring(L, -1));
@@ -755,6 +766,31 @@ static void push_data(lua_State *L, int ud, notification *n)
 	lua_settop(L, base + 1);
 	lua_pushnil(L);
 	lua_setiuservalue(L, ud, 2);
+}
+
+/* n.resource_json (n at ud): resourceData as the JSON text Graph sent,
+ * while it is not decoded, so that a call can tell a repeated notification
+ * that carries no etag without encoding again what was just decoded; once
+ * decoded (or from the reference pass), lua-cjson's encoding of the table;
+ * nil when there is none, or when lua-cjson cannot write it. Not a field:
+ * pairs() does not list it. */
+static void push_json(lua_State *L, int ud, notification *n)
+{
+	const char *body;
+	size_t off, dlen;
+	int base = lua_gettop(L);
+
+	if (n->lazy & (1u << F_RESOURCE_DATA)) {
+		locate_data(L, ud, n, &body, &off, &dlen);
+		lua_pushlstring(L, body + off, dlen);
+	} else if (lua_getiuservalue(L, ud, 1) != LUA_TTABLE ||
+	           lua_getfield(L, -1, "resource_data") == LUA_TNIL) {
+		lua_pushnil(L);
+	} else if (!gc_json_call(L, "encode")) {
+		lua_pushnil(L);          /* 1e999: a body only the reference pass took */
+	}
+	lua_replace(L, base + 1);
+	lua_settop(L, base + 1);
 }
 
 /* Push field f of n (at ud), a lazy one, and move it to the fields table. */
@@ -835,6 +871,13 @@ static int notification_index(lua_State *L)
 	size_t len;
 	const char *key;
 
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		key = lua_tolstring(L, 2, &len);
+		if (len == sizeof "resource_json" - 1 && memcmp(key, "resource_json", len) == 0) {
+			push_json(L, 1, n);
+			return 1;
+		}
+	}
 	if (n->lazy && lua_type(L, 2) == LUA_TSTRING) {
 		key = lua_tolstring(L, 2, &len);
 		for (int f = 0; f < F_COUNT; f++)

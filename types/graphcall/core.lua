@@ -87,6 +87,7 @@ function core.parse_join_url(url) end
 ---@field client_context string?
 ---@field result_info table? { code, subcode, message }
 ---@field resource_data table|nil the resourceData, decoded on first read
+---@field resource_json string|nil the resourceData as the JSON text Graph sent (before resource_data is read; after, lua-cjson's encoding of it); not listed by pairs()
 
 --- A parsed commsNotifications body: `#batch`, `batch[i]`, `ipairs(batch)`.
 ---@class graphcall.notifications
