@@ -25,6 +25,9 @@
 -- claimed atomically by one instance. With Redis unreachable, every instance
 -- keeps its own calls alive locally (a duplicate keepAlive is harmless) and
 -- handles what reaches it (at least once).
+--
+-- About 640 lines: ownership, takeover, the keepAlive schedule and the
+-- inboxes share the Redis keys and the Lua scripts defined at the top.
 -- @module graphcall.fleet
 local core = require "graphcall.core"
 local redis = require "graphcall.redis"

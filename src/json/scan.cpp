@@ -5,7 +5,8 @@
  * the fields the notification parser needs; later, when a resource_data is
  * first read, it finds where the entries' resourceData lie in the body. Errors are
  * codes, never exceptions: every exported function is noexcept and catches
- * everything, so nothing unwinds into the C and Lua frames that call it. */
+ * everything, so nothing unwinds into the C and Lua frames that call it.
+ * (About 640 lines: all of the module's C++ stays in this one file.) */
 #include <cmath>
 #include <cstdlib>
 #include <cstring>

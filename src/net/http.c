@@ -14,7 +14,11 @@
  * libcurl calls back only into C (body and header accounting); Lua values
  * are built after curl_multi_* has returned. Finished transfers move to a
  * done list first, so a Lua memory error while building results loses
- * nothing that close() would not free. */
+ * nothing that close() would not free.
+ *
+ * Size (over 600 lines): the transfers, libcurl's callbacks and the epoll
+ * set share one struct and its invariants (which list a transfer is in,
+ * what each socket is registered for), which every function here keeps. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

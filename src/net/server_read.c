@@ -4,7 +4,9 @@
  * 400/404/405/413/415/431 in C; the body is copied as it arrives; and a
  * complete request goes to srv:run's handler (under lua_pcall) or waits,
  * suspended, for srv:next(). No Lua API is used here but for that handler
- * call and gc_server_push_request. See server.c for the whole picture. */
+ * call and gc_server_push_request. See server.c for the whole picture.
+ * (About 620 lines: libmicrohttpd's callbacks for a request, in the order
+ * they run.) */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>

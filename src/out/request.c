@@ -8,7 +8,12 @@
  * body, written directly: encoding tables with lua-cjson cost a create
  * request a third of its CPU) or Lua tables (the parts call operations
  * merge, and the reference the specs compare the text with). Both live in
- * Lua memory, so no C heap memory is live when an error is raised. */
+ * Lua memory, so no C heap memory is live when an error is raised.
+ *
+ * Size (over 600 lines): every part of a call (targets, source, media,
+ * prompts, chat and meeting info, call options) is checked and written by
+ * the same builder in one pass, so the parts share its out_* writers and
+ * its error paths; they follow in the order of a call's JSON. */
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>

@@ -11,6 +11,7 @@
 -- @module graphcall.adapters.cqueues
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
+local graphcall_loop = require "graphcall.loop"
 
 local M = {}
 
@@ -33,7 +34,7 @@ function Adapter:timeout() return self.loop:timeout() end
 ---@param loop? graphcall.Loop
 ---@return graphcall.CqueuesAdapter
 function M.attach(cq, loop)
-  loop = loop or require("graphcall.loop").default()
+  loop = loop or graphcall_loop.default()
   local self = setmetatable({ loop = loop, changed = condition.new() }, Adapter)
   -- a timer made from another coroutine shortens the wait
   loop:set_wakeup(function() self.changed:signal() end)

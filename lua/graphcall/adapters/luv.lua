@@ -9,6 +9,7 @@
 --    uv.run()
 -- @module graphcall.adapters.luv
 local uv = require "luv"
+local graphcall_loop = require "graphcall.loop"
 
 local M = {}
 
@@ -24,7 +25,7 @@ Adapter.__index = Adapter
 ---@param loop? graphcall.Loop
 ---@return graphcall.LuvAdapter
 function M.attach(loop)
-  loop = loop or require("graphcall.loop").default()
+  loop = loop or graphcall_loop.default()
   local fd = loop:fd()
   local poll, err = uv.new_poll(fd)
   if not poll then
