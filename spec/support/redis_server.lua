@@ -7,6 +7,8 @@
 --   srv:kill()                            -- SIGKILL, mid-flight
 --   srv:stop()                            -- SIGTERM; both wait for the exit
 --   srv:start()                           -- again, on the same socket and port
+--   local start, stop = redis_server.fixture(function(srv) ... end)
+--   setup(start); teardown(stop)          -- a describe's server, in a scratch directory
 --
 -- The server is a direct child (io.popen of "exec redis-server"), so
 -- stopping it waits for it with pclose: nothing outlives the spec.
@@ -16,6 +18,7 @@ local unix = require "socket.unix"
 local M = {}
 
 local process = require "support.process"
+local scratch = require "support.scratch"
 local q, free_port = process.q, process.free_port
 
 -- One PING over the unix socket; true when the server answered PONG.
@@ -68,6 +71,22 @@ end
 
 function M.start(dir)
   return M.new(dir):start()
+end
+
+-- For a describe's setup and teardown (busted gives those to spec files
+-- only): `start` runs a server in a scratch directory and hands it to
+-- `use`; `stop` stops it and removes the directory.
+function M.fixture(use)
+  local srv
+  local function start()
+    srv = M.start(scratch.open())
+    use(srv)
+  end
+  local function stop()
+    if srv then srv:stop() end
+    scratch.close()
+  end
+  return start, stop
 end
 
 return M

@@ -22,14 +22,9 @@ describe("graphcall.redis (on the loop)", function()
     return "unix://" .. srv.path .. (db and ("?db=" .. db) or "")
   end
 
-  setup(function()
-    srv = redis_server.start(scratch.open())
-  end)
-
-  teardown(function()
-    if srv then srv:stop() end
-    scratch.close()
-  end)
+  local start_redis, stop_redis = redis_server.fixture(function(s) srv = s end)
+  setup(start_redis)
+  teardown(stop_redis)
 
   before_each(function()
     errors, conns = {}, {}

@@ -3,7 +3,6 @@
 -- loop: these specs drive it with luasocket's select on r:fd().
 local core = require "graphcall.core"
 local socket = require "socket"
-local scratch = require "support.scratch"
 local redis_server = require "support.redis_server"
 local memcheck = require "support.memcheck"
 
@@ -38,14 +37,9 @@ end
 describe("graphcall.redis (C handle)", function()
   local srv, r
 
-  setup(function()
-    srv = redis_server.start(scratch.open())
-  end)
-
-  teardown(function()
-    if srv then srv:stop() end
-    scratch.close()
-  end)
+  local start_redis, stop_redis = redis_server.fixture(function(s) srv = s end)
+  setup(start_redis)
+  teardown(stop_redis)
 
   before_each(function()
     r = assert(core.redis_connect { path = srv.path })

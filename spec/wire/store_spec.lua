@@ -7,7 +7,6 @@ local graphcall = require "graphcall"
 local emulator = require "graphcall.emulator"
 local redis = require "graphcall.redis"
 local cjson = require "cjson"
-local scratch = require "support.scratch"
 local redis_server = require "support.redis_server"
 
 local APP_ID = "8A34A46B-3D17-4ADC-8DCE-DC4E7D572698"
@@ -30,14 +29,9 @@ describe("a client with a store", function()
     return c
   end
 
-  setup(function()
-    srv = redis_server.start(scratch.open())
-  end)
-
-  teardown(function()
-    if srv then srv:stop() end
-    scratch.close()
-  end)
+  local start_redis, stop_redis = redis_server.fixture(function(s) srv = s end)
+  setup(start_redis)
+  teardown(stop_redis)
 
   before_each(function()
     clients = {}
